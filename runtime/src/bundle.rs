@@ -1,0 +1,89 @@
+//! Reading a bundle: `config.json` parsed with oci-spec, errors that name the JSON field, and the
+//! rootfs resolved against the bundle directory.
+
+use crate::error::{Context, Error, Result};
+use oci_spec::runtime::Spec;
+use std::path::{Path, PathBuf};
+
+pub struct Bundle {
+    /// Absolute, canonical bundle directory.
+    pub dir: PathBuf,
+    /// Absolute, canonical rootfs directory.
+    pub rootfs: PathBuf,
+    pub spec: Spec,
+    /// The raw bytes, copied into the state dir for teardown and poststop hooks.
+    pub raw: Vec<u8>,
+}
+
+/// Parse config.json bytes; the error names the field: `config.json: process.args: invalid type…`.
+pub fn parse_spec(raw: &[u8], file: &str) -> Result<Spec> {
+    let de = &mut serde_json::Deserializer::from_slice(raw);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        // serde_json appends " at line L column C"; keep it, it helps find the spot.
+        Error::InvalidSpec {
+            file: file.to_string(),
+            field: if path == "." {
+                "(document)".into()
+            } else {
+                path
+            },
+            reason: inner.to_string(),
+        }
+    })
+}
+
+pub fn load(dir: &Path) -> Result<Bundle> {
+    let dir = std::fs::canonicalize(dir).ctx("open bundle", dir.display())?;
+    let cfg = dir.join("config.json");
+    let raw = std::fs::read(&cfg).ctx("read", cfg.display())?;
+    let spec = parse_spec(&raw, "config.json")?;
+    let root = spec
+        .root()
+        .as_ref()
+        .ok_or_else(|| Error::spec("root", "missing"))?;
+    let rootfs = if root.path().is_absolute() {
+        root.path().clone()
+    } else {
+        dir.join(root.path())
+    };
+    let rootfs = std::fs::canonicalize(&rootfs)
+        .map_err(|e| Error::spec("root.path", format!("{}: {e}", rootfs.display())))?;
+    if !rootfs.is_dir() {
+        return Err(Error::spec(
+            "root.path",
+            format!("{} is not a directory", rootfs.display()),
+        ));
+    }
+    Ok(Bundle {
+        dir,
+        rootfs,
+        spec,
+        raw,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_names_the_field() {
+        let raw =
+            br#"{"ociVersion":"1.0.2","process":{"cwd":"/","user":{"uid":0,"gid":0},"args":"sh"}}"#;
+        let e = parse_spec(raw, "config.json").unwrap_err().to_string();
+        assert!(
+            e.starts_with("config.json: process.args: invalid type"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn truncated_json_is_one_line() {
+        let e = parse_spec(br#"{"ociVersion":"1.0"#, "config.json")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("config.json:") && !e.contains('\n'), "{e}");
+    }
+}

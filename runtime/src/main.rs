@@ -1,0 +1,69 @@
+//! `carte`: parse the command line, set up logging, run one verb, report its error once.
+
+mod bundle;
+mod caps;
+mod cgroups;
+mod cli;
+mod error;
+mod hooks;
+mod log;
+mod namespaces;
+mod proc_attrs;
+mod process;
+mod rootfs;
+mod seccomp;
+mod signals;
+mod state;
+mod sys;
+mod teardown;
+mod tty;
+mod validate;
+mod verbs;
+
+use clap::Parser;
+use cli::{Cli, Verb};
+
+fn version() -> String {
+    format!(
+        "carte version {}\nspec: {}\nseccomp: seccompiler 0.5 (stacked filters)\n",
+        env!("CARGO_PKG_VERSION"),
+        verbs::spec::OCI_VERSION
+    )
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if cli.version {
+        print!("{}", version());
+        return;
+    }
+    if let Err(e) = log::init(cli.log.as_deref(), cli.log_format == "json", cli.debug) {
+        eprintln!("carte: open log {}: {e}", cli.log.as_deref().unwrap_or(""));
+        std::process::exit(1);
+    }
+    let Some(verb) = &cli.verb else {
+        eprintln!("carte: no command given; see `carte --help`");
+        std::process::exit(2);
+    };
+    let res = match verb {
+        Verb::Spec(a) => verbs::spec::run(&cli, a),
+        Verb::Create(a) => verbs::create::run(&cli, a),
+        Verb::Start(a) => verbs::start::run(&cli, a),
+        Verb::State(a) => verbs::state::run(&cli, a),
+        Verb::Kill(a) => verbs::kill::run(&cli, a),
+        Verb::Delete(a) => verbs::delete::run(&cli, a),
+        Verb::Run(a) => verbs::run::run(&cli, a),
+        Verb::List(a) => verbs::list::run(&cli, a),
+    };
+    match res {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            // The engines read the log file's last error line; a person reads stderr.
+            ::log::error!("{e}");
+            if cli.log.is_some() {
+                eprintln!("carte: {e}");
+            }
+            std::process::exit(1);
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! The container init's half of `create`, as one story from clone to execve. It only applies the
+//! plan the parent computed; any failure is sent to the parent as `Failed` (never logged here:
+//! the parent reports it once) and the init exits.
+
+use super::plan::Plan;
+use super::sync::{Channel, Msg};
+use crate::error::{Context, Error, Result};
+use crate::rootfs;
+use crate::state::{State, Status};
+use crate::sys;
+use oci_spec::runtime::Spec;
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+pub struct InitArgs<'a> {
+    pub plan: &'a Plan,
+    pub spec: &'a Spec,
+    pub bundle: &'a Path,
+    pub rootfs: &'a Path,
+    pub fifo: PathBuf,
+    pub no_pivot: bool,
+    pub preserve_fds: u32,
+    pub console: Option<OwnedFd>,
+    /// The fds the parent holds that the init must drop at once (the state-dir lock above all:
+    /// flock belongs to the open file, and our copy would keep `create`'s lock alive).
+    pub close_first: Vec<i32>,
+}
+
+/// Entry point in the child; never returns.
+pub fn run(a: InitArgs, chan: Channel) -> ! {
+    match story(&a, &chan) {
+        Ok(e) => {
+            // execve returned: report it (the parent is gone by now; the log is all we have).
+            log::error!("exec {}: {e}", a.plan.args[0]);
+            sys::exit_now(127)
+        }
+        Err(e) => {
+            let _ = chan.send(&Msg::Failed(e.to_string()));
+            sys::exit_now(1)
+        }
+    }
+}
+
+fn story(a: &InitArgs, chan: &Channel) -> Result<nix::errno::Errno> {
+    let plan = a.plan;
+    // Die with `create` until it has committed the container (a killed create leaves nothing).
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+        .ctx("prctl", "PR_SET_PDEATHSIG")?;
+    for fd in &a.close_first {
+        let _ = nix::unistd::close(*fd);
+    }
+    // Not dumpable: the container cannot ptrace us or open our /proc/PID/* while we still hold
+    // host fds (CVE-2016-9962); execve resets it for the user process.
+    nix::sys::prctl::set_dumpable(false).ctx("prctl", "PR_SET_DUMPABLE")?;
+    nix::sys::prctl::set_name(c"carte:init").ctx("prctl", "PR_SET_NAME")?;
+    if plan.ns.bridge {
+        super::bridge::enter_namespaces(plan, chan)?;
+    }
+    let state: State = match chan.recv()? {
+        Some(Msg::Go(st)) => *st,
+        Some(Msg::Failed(m)) => return Err(Error::Other(m)),
+        _ => sys::exit_now(1),
+    };
+    if !plan.ns.bridge {
+        for j in &plan.ns.joins {
+            log::debug!("join {:?} namespace {}", j.typ, j.path.display());
+            sys::setns(std::os::fd::AsFd::as_fd(&j.fd), j.nstype).ctx("setns", j.path.display())?;
+        }
+    }
+    // Our cgroup paths must be read before the cgroup namespace hides them.
+    let hierarchies = rootfs::cgroupfs::own_hierarchies();
+    if plan.ns.new_cgroup {
+        log::debug!("unshare cgroup namespace (rooted at the container's cgroup)");
+        sys::unshare(libc::CLONE_NEWCGROUP).ctx("unshare", "cgroup namespace")?;
+    }
+    rootfs::prepare(&rootfs::Prepare {
+        spec: a.spec,
+        rootfs: a.rootfs,
+        bundle: a.bundle,
+        bind_devices: plan.ns.uid_map.is_some()
+            || plan
+                .ns
+                .joins
+                .iter()
+                .any(|j| j.nstype == libc::CLONE_NEWUSER),
+        hierarchies: &hierarchies,
+    })?;
+    // The fifo lives on the host: open it while the host's tree is still reachable.
+    let fifo = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH)
+        .open(&a.fifo)
+        .ctx("open", a.fifo.display())?;
+    if plan.runtime_hooks {
+        chan.send(&Msg::HooksPlease)?;
+        chan.expect(Msg::HooksDone)?;
+    }
+    let hooks = a.spec.hooks().as_ref();
+    crate::hooks::run_all(
+        "createContainer",
+        hooks.and_then(|h| h.create_container().as_ref()),
+        &state.oci_json(Status::Creating),
+    )?;
+    rootfs::enter(a.rootfs, a.no_pivot)?;
+    rootfs::finish(a.spec)?;
+    crate::proc_attrs::set_hostname(plan.hostname.as_deref(), plan.domainname.as_deref())?;
+    for (k, v) in &plan.sysctl {
+        crate::proc_attrs::write_sysctl(k, v)?;
+    }
+    nix::unistd::setsid().ctx("setsid", "init")?;
+    if plan.terminal {
+        let sock = a.console.as_ref().ok_or_else(|| {
+            Error::Other("process.terminal is true but no console socket was given".into())
+        })?;
+        crate::tty::setup_console(sock, plan.console_size)?;
+    }
+    crate::proc_attrs::set_rlimits(&plan.rlimits)?;
+    // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN: do it while we have it.
+    if !plan.no_new_privs {
+        if let Some(s) = &plan.seccomp {
+            log::debug!("install seccomp filters");
+            s.install().ctx("seccomp", "install filter")?;
+        }
+    }
+    plan.caps
+        .drop_bounding()
+        .map_err(|e| Error::Other(format!("capabilities: {e}")))?;
+    nix::sys::prctl::set_keepcaps(true).ctx("prctl", "PR_SET_KEEPCAPS")?;
+    log::debug!(
+        "become uid {} gid {} groups {:?}",
+        plan.uid,
+        plan.gid,
+        plan.additional_gids
+    );
+    crate::proc_attrs::set_user(plan.uid, plan.gid, &plan.additional_gids)?;
+    nix::sys::prctl::set_keepcaps(false).ctx("prctl", "PR_SET_KEEPCAPS")?;
+    if let Some(m) = plan.umask {
+        sys::umask(m);
+    }
+    crate::proc_attrs::enter_cwd(&plan.cwd)?;
+    plan.caps
+        .apply()
+        .map_err(|e| Error::Other(format!("capabilities: {e}")))?;
+    if plan.no_new_privs {
+        nix::sys::prctl::set_no_new_privs().ctx("prctl", "PR_SET_NO_NEW_PRIVS")?;
+    }
+    let mut envp = plan.envp.clone();
+    if plan.needs_home {
+        envp.push(
+            CString::new(format!("HOME={}", crate::proc_attrs::home_of(plan.uid)))
+                .unwrap_or_default(),
+        );
+    }
+    let exe = crate::proc_attrs::find_executable(&plan.args[0], &plan.env)?;
+    chan.send(&Msg::Ready)?;
+    chan.expect(Msg::Commit)?;
+    nix::sys::prctl::set_pdeathsig(None).ctx("prctl", "PR_SET_PDEATHSIG")?;
+    // With no_new_privs, seccomp goes as late as possible: fewer of our own calls are filtered.
+    if plan.no_new_privs {
+        if let Some(s) = &plan.seccomp {
+            s.install().ctx("seccomp", "install filter")?;
+        }
+    }
+    chan.send(&Msg::Committed)?;
+    wait_for_start(&fifo)?;
+    crate::hooks::run_all(
+        "startContainer",
+        hooks.and_then(|h| h.start_container().as_ref()),
+        &state.oci_json(Status::Created),
+    )?;
+    prepare_exec(a)?;
+    Ok(sys::execve(&exe, &plan.argv, &envp))
+}
+
+use std::os::unix::fs::OpenOptionsExt;
+
+/// Block until `start` opens the fifo for reading, then tell it we go on. Reopened through
+/// /proc/self/fd because the host path is no longer reachable after the pivot.
+fn wait_for_start(fifo: &std::fs::File) -> Result<()> {
+    let p = format!("/proc/self/fd/{}", fifo.as_raw_fd());
+    let w = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&p)
+        .ctx("open exec fifo", &p)?;
+    nix::unistd::write(&w, b"0").ctx("write exec fifo", &p)?;
+    Ok(())
+}
+
+/// The last steps before execve: signal state as a fresh process expects it, and no fd of ours
+/// leaks into the container (CVE-2024-21626) except stdio and the preserved ones.
+fn prepare_exec(a: &InitArgs) -> Result<()> {
+    // Rust ignores SIGPIPE at start-up; ignored signals survive execve.
+    crate::signals::reset_defaults()?;
+    let listen = std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        .unwrap_or(0);
+    let keep = a.preserve_fds + listen;
+    crate::proc_attrs::keep_fds(3, keep)?;
+    sys::close_range_cloexec(3 + keep).ctx("close_range", "fds above stdio")
+}

@@ -1,0 +1,191 @@
+//! The parent's half of `create`, as one story: load and check the bundle, plan, claim the state
+//! dir (state written before any side effect), clone the init, then serve it in protocol order
+//! (see `sync`) until it is ready; on any failure, undo everything.
+
+pub mod bridge;
+pub mod init;
+pub mod plan;
+pub mod sync;
+
+use crate::bundle::{self, Bundle};
+use crate::cgroups;
+use crate::error::{Context, Error, Result};
+use crate::state::{self, ContainerDir, State, Status};
+use crate::sys::{self, Forked};
+use plan::Plan;
+use std::path::{Path, PathBuf};
+use sync::Msg;
+
+pub struct CreateOpts<'a> {
+    pub root: &'a Path,
+    pub id: &'a str,
+    pub bundle: &'a Path,
+    pub console_socket: Option<&'a Path>,
+    pub pid_file: Option<&'a Path>,
+    pub no_pivot: bool,
+    pub preserve_fds: u32,
+    pub systemd: bool,
+}
+
+pub struct Created {
+    pub dir: ContainerDir,
+    pub state: State,
+}
+
+pub fn create(o: &CreateOpts) -> Result<Created> {
+    state::validate_id(o.id)?;
+    let b = bundle::load(o.bundle)?;
+    crate::validate::check(&b.spec)?;
+    cgroups::check_systemd(o.systemd)?;
+    let plan = plan::build(&b.spec)?;
+    if plan.terminal && o.console_socket.is_none() {
+        return Err(Error::Usage(
+            "process.terminal is true: --console-socket is required".into(),
+        ));
+    }
+    let mut st = State::new(
+        o.id,
+        b.dir.clone(),
+        b.rootfs.clone(),
+        b.spec.version().clone(),
+    );
+    st.annotations = b
+        .spec
+        .annotations()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let spec_cg = b
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.cgroups_path().clone());
+    st.cgroup_path = cgroups::path_for(spec_cg.as_deref(), o.id, o.systemd);
+    st.systemd_cgroup = o.systemd;
+    st.pid_file = o.pid_file.map(absolute);
+    let dir = ContainerDir::claim(o.root, &st, &b.raw)?;
+    log::debug!(
+        "claimed state dir {} (cgroup will be {})",
+        dir.path.display(),
+        st.cgroup_path.display()
+    );
+    match spawn(&dir, &mut st, &b, &plan, o) {
+        Ok(()) => Ok(Created { dir, state: st }),
+        Err(e) => {
+            if let Err(t) = crate::teardown::destroy(dir, &st) {
+                log::warn!("clean up after failed create: {t}");
+            }
+            Err(e)
+        }
+    }
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|c| c.join(p))
+            .unwrap_or_else(|_| p.to_path_buf())
+    }
+}
+
+fn spawn(
+    dir: &ContainerDir,
+    st: &mut State,
+    b: &Bundle,
+    plan: &Plan,
+    o: &CreateOpts,
+) -> Result<()> {
+    let console = match (plan.terminal, o.console_socket) {
+        (true, Some(p)) => Some(crate::tty::connect(p)?),
+        _ => None,
+    };
+    let (parent, child) = sync::pair()?;
+    let flags = if plan.ns.bridge { 0 } else { plan.ns.new_flags };
+    log::debug!(
+        "clone the container init (namespace flags {flags:#x}{})",
+        if plan.ns.bridge { ", via a bridge" } else { "" }
+    );
+    let first = match sys::clone_fork(flags).ctx("clone", "container init")? {
+        Forked::Child => {
+            let args = init::InitArgs {
+                plan,
+                spec: &b.spec,
+                bundle: &b.dir,
+                rootfs: &b.rootfs,
+                fifo: dir.fifo(),
+                no_pivot: o.no_pivot,
+                preserve_fds: o.preserve_fds,
+                console,
+                close_first: vec![dir.lock_fd(), parent.raw_fd()],
+            };
+            init::run(args, child)
+        }
+        Forked::Parent(pid) => pid,
+    };
+    drop(child);
+    drop(console);
+    let pid = if plan.ns.bridge {
+        // Record the bridge at once so a failure below still kills it.
+        st.pid = Some(first);
+        st.pid_start_time = state::live_start_time(first);
+        bridge::serve(&parent, first, plan)?
+    } else {
+        crate::namespaces::write_maps(first, &plan.ns)?;
+        first
+    };
+    // The pid is on disk before the cgroup exists: a killed create is always cleanable.
+    st.pid = Some(pid);
+    st.pid_start_time = state::live_start_time(pid);
+    dir.save(st)?;
+    log::debug!("container init is pid {pid}");
+    let mgr = cgroups::manager(&st.cgroup_path, st.systemd_cgroup, &st.id)?;
+    let res = b.spec.linux().as_ref().and_then(|l| l.resources().as_ref());
+    cgroups::join_and_apply(&mgr, &st.cgroup_path, pid, res)?;
+    log::debug!(
+        "joined cgroup {} and applied its limits",
+        st.cgroup_path.display()
+    );
+    if let Some(adj) = b.spec.process().as_ref().and_then(|p| p.oom_score_adj()) {
+        let f = format!("/proc/{pid}/oom_score_adj");
+        std::fs::write(&f, adj.to_string()).ctx("write", &f)?;
+    }
+    parent.send(&Msg::Go(Box::new(st.clone())))?;
+    loop {
+        match parent.recv()? {
+            Some(Msg::HooksPlease) => {
+                let hooks = b.spec.hooks().as_ref();
+                let json = st.oci_json(Status::Creating);
+                crate::hooks::run_all(
+                    "prestart",
+                    hooks.and_then(|h| h.prestart().as_ref()),
+                    &json,
+                )?;
+                crate::hooks::run_all(
+                    "createRuntime",
+                    hooks.and_then(|h| h.create_runtime().as_ref()),
+                    &json,
+                )?;
+                parent.send(&Msg::HooksDone)?;
+            }
+            Some(Msg::Ready) => break,
+            Some(Msg::Failed(m)) => return Err(Error::Init(m)),
+            Some(m) => {
+                return Err(Error::Other(format!(
+                    "sync: unexpected {m:?} from the init"
+                )))
+            }
+            None => return Err(Error::Init("exited during setup without a word".into())),
+        }
+    }
+    if let Some(p) = &st.pid_file {
+        state::write_atomic(p, pid.to_string().as_bytes())?;
+    }
+    dir.save(st)?;
+    parent.send(&Msg::Commit)?;
+    parent.expect(Msg::Committed)?;
+    log::debug!("container {} created", st.id);
+    Ok(())
+}

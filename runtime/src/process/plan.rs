@@ -1,0 +1,143 @@
+//! spec → `Plan`: everything that can fail without touching the system is computed here, in the
+//! parent, before clone — namespaces opened, capabilities parsed, seccomp compiled, rlimits and
+//! the exec strings prepared. The init only applies the plan.
+
+use crate::caps::{self, CapPlan};
+use crate::error::{Error, Result};
+use crate::namespaces::{self, NsPlan};
+use crate::proc_attrs;
+use crate::seccomp::{self, Compiled};
+use oci_spec::runtime::{Process, Spec};
+use std::ffi::CString;
+use std::path::PathBuf;
+
+pub struct Plan {
+    pub ns: NsPlan,
+    pub caps: CapPlan,
+    pub seccomp: Option<Compiled>,
+    pub rlimits: Vec<(libc::c_int, u64, u64, String)>,
+    pub args: Vec<String>,
+    pub argv: Vec<CString>,
+    pub env: Vec<String>,
+    pub envp: Vec<CString>,
+    pub needs_home: bool,
+    pub cwd: PathBuf,
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+    pub umask: Option<u32>,
+    pub no_new_privs: bool,
+    pub terminal: bool,
+    pub console_size: Option<(u16, u16)>,
+    pub hostname: Option<String>,
+    pub domainname: Option<String>,
+    pub sysctl: Vec<(String, String)>,
+    /// prestart or createRuntime hooks exist: the init must pause for the parent to run them.
+    pub runtime_hooks: bool,
+}
+
+fn cstrings(v: &[String], field: &str) -> Result<Vec<CString>> {
+    v.iter()
+        .enumerate()
+        .map(|(i, s)| {
+            CString::new(s.as_bytes())
+                .map_err(|_| Error::spec(format!("{field}[{i}]"), "contains a NUL byte"))
+        })
+        .collect()
+}
+
+pub fn process_of(spec: &Spec) -> Result<&Process> {
+    spec.process()
+        .as_ref()
+        .ok_or_else(|| Error::spec("process", "missing: nothing to run"))
+}
+
+pub fn build(spec: &Spec) -> Result<Plan> {
+    let p = process_of(spec)?;
+    let args = p.args().clone().unwrap_or_default();
+    if args.is_empty() {
+        return Err(Error::spec("process.args", "must name a program to run"));
+    }
+    let env = p.env().clone().unwrap_or_default();
+    let linux = spec.linux().as_ref();
+    let mut rlimits = vec![];
+    for r in p.rlimits().as_deref().unwrap_or_default() {
+        if r.soft() > r.hard() {
+            return Err(Error::spec(
+                "process.rlimits",
+                format!(
+                    "{:?}: soft limit {} is above hard limit {}",
+                    r.typ(),
+                    r.soft(),
+                    r.hard()
+                ),
+            ));
+        }
+        rlimits.push((
+            proc_attrs::rlimit_resource(r.typ()),
+            r.soft(),
+            r.hard(),
+            format!("{:?}", r.typ()),
+        ));
+    }
+    let seccomp = match linux.and_then(|l| l.seccomp().as_ref()) {
+        Some(s) => {
+            let c = seccomp::compile(s).map_err(|e| Error::spec("linux.seccomp", e.to_string()))?;
+            for n in c.notes() {
+                log::debug!("seccomp: {n}");
+            }
+            log::debug!(
+                "seccomp: compiled {} filters ({:?} instructions)",
+                c.instruction_counts().len(),
+                c.instruction_counts()
+            );
+            Some(c)
+        }
+        None => None,
+    };
+    let caps = caps::plan(p.capabilities().as_ref())
+        .map_err(|e| Error::spec("process.capabilities", e.to_string()))?;
+    // runc applies what it can of these silently; we say it on the --debug trace.
+    for w in caps.warnings() {
+        log::debug!("{w}");
+    }
+    let mut sysctl: Vec<(String, String)> = linux
+        .and_then(|l| l.sysctl().as_ref())
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default();
+    sysctl.sort();
+    let user = p.user();
+    Ok(Plan {
+        ns: namespaces::plan(spec)?,
+        caps,
+        seccomp,
+        rlimits,
+        argv: cstrings(&args, "process.args")?,
+        args,
+        envp: cstrings(&env, "process.env")?,
+        // Filled in by the init from the container's /etc/passwd, as runc does.
+        needs_home: !env.iter().any(|e| e.starts_with("HOME=")),
+        env,
+        cwd: p.cwd().clone(),
+        uid: user.uid(),
+        gid: user.gid(),
+        additional_gids: user.additional_gids().clone().unwrap_or_default(),
+        umask: user.umask(),
+        no_new_privs: p.no_new_privileges().unwrap_or(false),
+        terminal: p.terminal().unwrap_or(false),
+        console_size: p
+            .console_size()
+            .map(|b| (b.height() as u16, b.width() as u16)),
+        hostname: spec.hostname().clone(),
+        domainname: spec.domainname().clone(),
+        sysctl,
+        runtime_hooks: spec
+            .hooks()
+            .as_ref()
+            .map(|h| {
+                h.prestart().as_ref().is_some_and(|v| !v.is_empty())
+                    || h.create_runtime().as_ref().is_some_and(|v| !v.is_empty())
+            })
+            .unwrap_or(false),
+    })
+}

@@ -1,0 +1,135 @@
+//! The parent ↔ init protocol: one SOCK_SEQPACKET socketpair, one JSON message per packet
+//! (length-capped), and the order below — the same step names appear in `process/mod.rs`
+//! (parent), `process/init.rs` (child) and the `--debug` narration.
+//!
+//! ```text
+//!  carte (parent)                              container init (child)
+//!  claim ROOT/ID, write state.json
+//!  clone(new namespaces) ───────────────────▶  PDEATHSIG, close lock fd, wait
+//!   [bridge only: child unshares user ns]      MapsPlease ─┐
+//!  write uid_map/gid_map  ◀────────────────────────────────┘
+//!  MapsDone ─────────────────────────────────▶ [bridge: unshare rest, fork init]
+//!  ◀────────────────────────────────────────── InitPid(host pid)   [bridge only]
+//!  record pid + start time in state.json
+//!  cgroup: create, join, limits; oom_score_adj
+//!  Go ───────────────────────────────────────▶ join namespaces, cgroup ns, mounts, devices
+//!  run prestart + createRuntime hooks ◀─────── HooksPlease
+//!  HooksDone ────────────────────────────────▶ createContainer hooks, pivot_root, paths,
+//!                                              hostname, sysctl, rlimits, user, caps, seccomp
+//!  ◀────────────────────────────────────────── Ready (or Failed{msg} at any step)
+//!  pid file, state.json
+//!  Commit ───────────────────────────────────▶ clear PDEATHSIG
+//!  exit 0   ◀──────────────────────────────── Committed; then block on exec.fifo until `start`
+//! ```
+
+use crate::error::{Context, Error, Result};
+use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+use serde::{Deserialize, Serialize};
+use std::os::fd::{AsRawFd, OwnedFd};
+
+/// The largest message: errors are truncated to fit, never split (runc#2530: never block the
+/// init on a pipe nobody drains).
+const MAX_MSG: usize = 16 * 1024;
+
+#[derive(Serialize, Deserialize, Debug)]
+pub enum Msg {
+    MapsPlease,
+    MapsDone,
+    InitPid(i32),
+    /// Carries the state, so the init can give createContainer/startContainer hooks theirs.
+    Go(Box<crate::state::State>),
+    HooksPlease,
+    HooksDone,
+    Ready,
+    Commit,
+    Committed,
+    Failed(String),
+}
+
+pub struct Channel {
+    fd: OwnedFd,
+}
+
+pub fn pair() -> Result<(Channel, Channel)> {
+    let (a, b) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .ctx("socketpair", "sync")?;
+    Ok((Channel { fd: a }, Channel { fd: b }))
+}
+
+impl Channel {
+    pub fn send(&self, m: &Msg) -> Result<()> {
+        let mut data =
+            serde_json::to_vec(m).map_err(|e| Error::Other(format!("encode sync message: {e}")))?;
+        if data.len() > MAX_MSG {
+            if let Msg::Failed(s) = m {
+                let cut: String = s.chars().take(MAX_MSG / 2).collect();
+                data = serde_json::to_vec(&Msg::Failed(cut)).unwrap_or_default();
+            }
+        }
+        loop {
+            match send(self.fd.as_raw_fd(), &data, MsgFlags::MSG_NOSIGNAL) {
+                Ok(_) => return Ok(()),
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(Error::sys("send", format!("sync message {m:?}"), e)),
+            }
+        }
+    }
+
+    /// The next message; `None` when the other side is gone (it died or exited).
+    pub fn recv(&self) -> Result<Option<Msg>> {
+        let mut buf = vec![0u8; MAX_MSG + 64];
+        let n = loop {
+            match recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty()) {
+                Ok(n) => break n,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(Error::sys("recv", "sync message", e)),
+            }
+        };
+        if n == 0 {
+            return Ok(None);
+        }
+        serde_json::from_slice(&buf[..n])
+            .map(Some)
+            .map_err(|e| Error::Other(format!("decode sync message: {e}")))
+    }
+
+    /// Receive and require exactly `want`; a `Failed` or a hang-up becomes the error.
+    pub fn expect(&self, want: Msg) -> Result<()> {
+        match self.recv()? {
+            Some(m) if std::mem::discriminant(&m) == std::mem::discriminant(&want) => Ok(()),
+            Some(Msg::Failed(s)) => Err(Error::Init(s)),
+            Some(m) => Err(Error::Other(format!("sync: expected {want:?}, got {m:?}"))),
+            None => Err(Error::Other(format!(
+                "sync: peer exited while we waited for {want:?}"
+            ))),
+        }
+    }
+
+    pub fn raw_fd(&self) -> i32 {
+        self.fd.as_raw_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_cross_and_eof_is_none() {
+        let (a, b) = pair().unwrap();
+        a.send(&Msg::InitPid(42)).unwrap();
+        assert_eq!(b.recv().unwrap(), Some(Msg::InitPid(42)));
+        b.send(&Msg::Failed("x".repeat(100_000))).unwrap();
+        match a.recv().unwrap() {
+            Some(Msg::Failed(s)) => assert!(s.len() <= MAX_MSG),
+            other => panic!("{other:?}"),
+        }
+        drop(b);
+        assert_eq!(a.recv().unwrap(), None);
+    }
+}

@@ -1,0 +1,142 @@
+//! The container's view of cgroupfs (a `cgroup` mount in config.json). On a v2 host: a cgroup2
+//! mount, rooted at the container's cgroup by its cgroup namespace. On v1 and hybrid hosts: a
+//! tmpfs holding one bind mount per hierarchy of the container's *own* cgroup directory, so a
+//! container never sees (or, read-only by default, writes) the host's tree (CVE-2023-25809).
+
+use super::mount::{remount, Options};
+use super::safe_path;
+use crate::error::{Context, Result};
+use nix::mount::{mount, MsFlags};
+use std::os::fd::BorrowedFd;
+use std::path::{Path, PathBuf};
+
+/// One hierarchy of the host: its mount point, the name it gets in the container, and our path.
+pub struct Hierarchy {
+    pub mount_point: PathBuf,
+    pub name: String,
+    pub cgroup: String,
+}
+
+/// Read before the init unshares its cgroup namespace: afterwards /proc/self/cgroup says `/`.
+pub fn own_hierarchies() -> Vec<Hierarchy> {
+    let cg = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut out = vec![];
+    for line in mi.lines() {
+        let Some((pre, post)) = line.split_once(" - ") else {
+            continue;
+        };
+        let mut post_f = post.split(' ');
+        let fstype = post_f.next().unwrap_or("");
+        let superopts = post_f.nth(1).unwrap_or("");
+        let mount_point = pre.split(' ').nth(4).unwrap_or("");
+        let key: String = match fstype {
+            "cgroup" => superopts
+                .split(',')
+                .filter(|o| *o != "rw" && *o != "ro")
+                .collect::<Vec<_>>()
+                .join(","),
+            "cgroup2" => String::new(),
+            _ => continue,
+        };
+        // /proc/self/cgroup: "ID:controllers:path"; v2 has an empty controller list.
+        let path = cg.lines().find_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let (_, ctrls, p) = (f.next()?, f.next()?, f.next()?);
+            let same = if key.is_empty() {
+                ctrls.is_empty()
+            } else {
+                set_eq(ctrls, &key)
+            };
+            same.then(|| p.to_string())
+        });
+        let Some(path) = path else { continue };
+        let name = Path::new(mount_point)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        out.push(Hierarchy {
+            mount_point: PathBuf::from(mount_point),
+            name,
+            cgroup: path,
+        });
+    }
+    out
+}
+
+fn set_eq(a: &str, b: &str) -> bool {
+    let mut x: Vec<&str> = a.split(',').collect();
+    let mut y: Vec<&str> = b.split(',').collect();
+    x.sort_unstable();
+    y.sort_unstable();
+    x == y
+}
+
+pub fn mount_cgroupfs(
+    rootfd: BorrowedFd,
+    hierarchies: &[Hierarchy],
+    dest: &Path,
+    o: &Options,
+) -> Result<()> {
+    let target = safe_path::ensure_in_root(rootfd, dest, false, dest)?;
+    let tpath = safe_path::fd_path(&target);
+    let base = o.flags
+        & (MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RELATIME);
+    if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        log::debug!("mount cgroup2 on {}", dest.display());
+        return mount(
+            Some("cgroup2"),
+            tpath.as_str(),
+            Some("cgroup2"),
+            o.flags,
+            None::<&str>,
+        )
+        .ctx("mount cgroup2", dest.display());
+    }
+    log::debug!(
+        "mount tmpfs on {} with the container's own cgroup of each hierarchy",
+        dest.display()
+    );
+    mount(
+        Some("tmpfs"),
+        tpath.as_str(),
+        Some("tmpfs"),
+        base,
+        Some("mode=755"),
+    )
+    .ctx("mount tmpfs", dest.display())?;
+    {
+        for h in hierarchies {
+            let sub = dest.join(&h.name);
+            let t = safe_path::ensure_in_root(rootfd, &sub, false, &sub)?;
+            let src = h.mount_point.join(h.cgroup.trim_start_matches('/'));
+            mount(
+                Some(&src),
+                safe_path::fd_path(&t).as_str(),
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .ctx(&format!("bind mount {}", src.display()), sub.display())?;
+            let top = safe_path::open_in_root(rootfd, &sub).ctx("open", sub.display())?;
+            drop(t);
+            remount(
+                &top,
+                o.flags & !MsFlags::MS_BIND & !MsFlags::MS_REC | base,
+                &sub,
+            )?;
+        }
+    }
+    if o.flags.contains(MsFlags::MS_RDONLY) {
+        let top = safe_path::open_in_root(rootfd, dest).ctx("open", dest.display())?;
+        mount(
+            None::<&str>,
+            safe_path::fd_path(&top).as_str(),
+            None::<&str>,
+            MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | base,
+            Some("mode=755"),
+        )
+        .ctx("remount read-only", dest.display())?;
+    }
+    Ok(())
+}

@@ -1,0 +1,179 @@
+//! /dev inside the container: the default devices every runtime provides, `linux.devices`, the
+//! /dev/fd and /dev/std* links and /dev/ptmx. Device nodes are made with mknod, or — inside a
+//! user namespace, where mknod is not allowed — bind-mounted from the host's node.
+
+use super::safe_path;
+use crate::error::{Context, Error, Result};
+use nix::sys::stat::{makedev, Mode, SFlag};
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::path::{Path, PathBuf};
+
+pub struct Device {
+    pub path: PathBuf,
+    pub kind: SFlag,
+    pub major: u64,
+    pub minor: u64,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// runc's default set (config-linux.md "Default Devices").
+pub fn defaults() -> Vec<Device> {
+    [
+        ("null", 1, 3),
+        ("zero", 1, 5),
+        ("full", 1, 7),
+        ("random", 1, 8),
+        ("urandom", 1, 9),
+        ("tty", 5, 0),
+    ]
+    .into_iter()
+    .map(|(n, ma, mi)| Device {
+        path: PathBuf::from("/dev").join(n),
+        kind: SFlag::S_IFCHR,
+        major: ma,
+        minor: mi,
+        mode: 0o666,
+        uid: 0,
+        gid: 0,
+    })
+    .collect()
+}
+
+pub fn from_spec(d: &oci_spec::runtime::LinuxDevice, i: usize) -> Result<Device> {
+    use oci_spec::runtime::LinuxDeviceType as T;
+    let kind = match d.typ() {
+        T::C | T::U => SFlag::S_IFCHR,
+        T::B => SFlag::S_IFBLK,
+        T::P => SFlag::S_IFIFO,
+        T::A => {
+            return Err(Error::spec(
+                format!("linux.devices[{i}].type"),
+                "\"a\" is only valid in resources.devices",
+            ))
+        }
+    };
+    if !d.path().starts_with("/dev") {
+        return Err(Error::spec(
+            format!("linux.devices[{i}].path"),
+            format!("{} is not under /dev", d.path().display()),
+        ));
+    }
+    Ok(Device {
+        path: d.path().clone(),
+        kind,
+        major: d.major() as u64,
+        minor: d.minor() as u64,
+        mode: d.file_mode().unwrap_or(0o666) & 0o7777,
+        uid: d.uid().unwrap_or(0),
+        gid: d.gid().unwrap_or(0),
+    })
+}
+
+/// Create one device under the rootfs; `bind` when mknod is not allowed (user namespace).
+pub fn create(rootfd: BorrowedFd, d: &Device, bind: bool) -> Result<()> {
+    let name = d
+        .path
+        .file_name()
+        .ok_or_else(|| Error::spec("linux.devices", format!("bad path {}", d.path.display())))?;
+    let parent = d.path.parent().unwrap_or(Path::new("/dev"));
+    let pfd = safe_path::ensure_in_root(rootfd, parent, false, parent)?;
+    // O_PATH fds cannot be used as a dirfd for mknodat: reopen the directory for real.
+    let dir = crate::sys::openat2(
+        pfd_borrow(&pfd),
+        Path::new("."),
+        libc::O_DIRECTORY | libc::O_RDONLY,
+        0,
+    )
+    .ctx("open", parent.display())?;
+    if bind {
+        let t = safe_path::ensure_in_root(rootfd, &d.path, true, &d.path)?;
+        return nix::mount::mount(
+            Some(&d.path),
+            safe_path::fd_path(&t).as_str(),
+            None::<&str>,
+            nix::mount::MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .ctx("bind mount device", d.path.display());
+    }
+    match nix::unistd::unlinkat(
+        Some(dir.as_raw_fd()),
+        name,
+        nix::unistd::UnlinkatFlags::NoRemoveDir,
+    ) {
+        Ok(()) | Err(nix::errno::Errno::ENOENT) => {}
+        Err(e) => return Err(Error::sys("remove old device", d.path.display(), e)),
+    }
+    let dev = makedev(d.major, d.minor);
+    nix::sys::stat::mknodat(
+        Some(dir.as_raw_fd()),
+        name,
+        d.kind,
+        Mode::from_bits_truncate(d.mode),
+        dev,
+    )
+    .ctx("mknod", d.path.display())?;
+    // mknod honours the umask; the mode must be exactly the configured one.
+    nix::sys::stat::fchmodat(
+        Some(dir.as_raw_fd()),
+        name,
+        Mode::from_bits_truncate(d.mode),
+        nix::sys::stat::FchmodatFlags::NoFollowSymlink,
+    )
+    .or_else(|e| {
+        if e == nix::errno::Errno::EOPNOTSUPP {
+            Ok(())
+        } else {
+            Err(e)
+        }
+    })
+    .ctx("chmod", d.path.display())?;
+    nix::unistd::fchownat(
+        Some(dir.as_raw_fd()),
+        name,
+        Some(d.uid.into()),
+        Some(d.gid.into()),
+        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .ctx("chown", d.path.display())
+}
+
+fn pfd_borrow(fd: &std::os::fd::OwnedFd) -> BorrowedFd<'_> {
+    use std::os::fd::AsFd;
+    fd.as_fd()
+}
+
+/// /dev/fd, /dev/stdin|stdout|stderr and /dev/ptmx (→ the container's own devpts).
+pub fn links(rootfd: BorrowedFd) -> Result<()> {
+    let devfd = safe_path::ensure_in_root(rootfd, Path::new("/dev"), false, Path::new("/dev"))?;
+    let dir = crate::sys::openat2(
+        pfd_borrow(&devfd),
+        Path::new("."),
+        libc::O_DIRECTORY | libc::O_RDONLY,
+        0,
+    )
+    .ctx("open", "/dev")?;
+    for (name, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+        ("ptmx", "pts/ptmx"),
+    ] {
+        if name == "ptmx" {
+            // A real /dev/ptmx node from the image would point at the host's pty instance.
+            let _ = nix::unistd::unlinkat(
+                Some(dir.as_raw_fd()),
+                name,
+                nix::unistd::UnlinkatFlags::NoRemoveDir,
+            );
+        }
+        match nix::unistd::symlinkat(target, Some(dir.as_raw_fd()), name) {
+            Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+            Err(e) => return Err(Error::sys("symlink", format!("/dev/{name}"), e)),
+        }
+    }
+    Ok(())
+}

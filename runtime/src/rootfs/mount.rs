@@ -1,0 +1,256 @@
+//! One OCI `mounts` entry → syscalls: option words parsed into mount flags, propagation and
+//! filesystem data, then the mount made onto an fd-resolved destination inside the rootfs.
+
+use super::safe_path;
+use crate::error::{Context, Error, Result};
+use nix::mount::{mount, MsFlags};
+use oci_spec::runtime::Mount;
+use std::os::fd::BorrowedFd;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, PartialEq)]
+pub struct Options {
+    pub flags: MsFlags,
+    /// Flags to clear (an explicit `rw`, `suid`, …) — recorded so `ro` then `rw` ends as rw.
+    pub clear: MsFlags,
+    pub propagation: Vec<MsFlags>,
+    pub data: Vec<String>,
+}
+
+/// Parse the option words of a mount. Words that are not flags are filesystem data (`size=64m`).
+pub fn parse_options(opts: &[String]) -> Options {
+    let mut o = Options {
+        flags: MsFlags::empty(),
+        clear: MsFlags::empty(),
+        propagation: vec![],
+        data: vec![],
+    };
+    for w in opts {
+        let (set, clear): (MsFlags, MsFlags) = match w.as_str() {
+            "defaults" => (MsFlags::empty(), MsFlags::empty()),
+            "ro" => (MsFlags::MS_RDONLY, MsFlags::empty()),
+            "rw" => (MsFlags::empty(), MsFlags::MS_RDONLY),
+            "nosuid" => (MsFlags::MS_NOSUID, MsFlags::empty()),
+            "suid" => (MsFlags::empty(), MsFlags::MS_NOSUID),
+            "nodev" => (MsFlags::MS_NODEV, MsFlags::empty()),
+            "dev" => (MsFlags::empty(), MsFlags::MS_NODEV),
+            "noexec" => (MsFlags::MS_NOEXEC, MsFlags::empty()),
+            "exec" => (MsFlags::empty(), MsFlags::MS_NOEXEC),
+            "sync" => (MsFlags::MS_SYNCHRONOUS, MsFlags::empty()),
+            "async" => (MsFlags::empty(), MsFlags::MS_SYNCHRONOUS),
+            "dirsync" => (MsFlags::MS_DIRSYNC, MsFlags::empty()),
+            "remount" => (MsFlags::MS_REMOUNT, MsFlags::empty()),
+            "mand" => (MsFlags::MS_MANDLOCK, MsFlags::empty()),
+            "nomand" => (MsFlags::empty(), MsFlags::MS_MANDLOCK),
+            "atime" => (MsFlags::empty(), MsFlags::MS_NOATIME),
+            "noatime" => (MsFlags::MS_NOATIME, MsFlags::empty()),
+            "diratime" => (MsFlags::empty(), MsFlags::MS_NODIRATIME),
+            "nodiratime" => (MsFlags::MS_NODIRATIME, MsFlags::empty()),
+            "relatime" => (MsFlags::MS_RELATIME, MsFlags::empty()),
+            "norelatime" => (MsFlags::empty(), MsFlags::MS_RELATIME),
+            "strictatime" => (MsFlags::MS_STRICTATIME, MsFlags::empty()),
+            "nostrictatime" => (MsFlags::empty(), MsFlags::MS_STRICTATIME),
+            "bind" => (MsFlags::MS_BIND, MsFlags::empty()),
+            "rbind" => (MsFlags::MS_BIND | MsFlags::MS_REC, MsFlags::empty()),
+            "silent" => (MsFlags::MS_SILENT, MsFlags::empty()),
+            "loud" => (MsFlags::empty(), MsFlags::MS_SILENT),
+            p @ ("private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave"
+            | "unbindable" | "runbindable") => {
+                o.propagation
+                    .push(propagation(p).unwrap_or(MsFlags::MS_PRIVATE));
+                continue;
+            }
+            // containerd-only extension words carte does not act on.
+            "tmpcopyup" => continue,
+            other => {
+                o.data.push(other.to_string());
+                continue;
+            }
+        };
+        o.flags.insert(set);
+        o.flags.remove(clear);
+        o.clear.insert(clear);
+    }
+    o
+}
+
+pub fn propagation(word: &str) -> Option<MsFlags> {
+    Some(match word {
+        "private" => MsFlags::MS_PRIVATE,
+        "rprivate" => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+        "shared" => MsFlags::MS_SHARED,
+        "rshared" => MsFlags::MS_SHARED | MsFlags::MS_REC,
+        "slave" => MsFlags::MS_SLAVE,
+        "rslave" => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        "unbindable" => MsFlags::MS_UNBINDABLE,
+        "runbindable" => MsFlags::MS_UNBINDABLE | MsFlags::MS_REC,
+        _ => return None,
+    })
+}
+
+/// Mount one spec entry under the rootfs. `bundle` resolves relative bind sources.
+pub fn mount_one(
+    rootfd: BorrowedFd,
+    m: &Mount,
+    bundle: &Path,
+    hierarchies: &[super::cgroupfs::Hierarchy],
+) -> Result<()> {
+    let dest = m.destination();
+    let typ = m.typ().as_deref().unwrap_or("");
+    let o = parse_options(m.options().as_deref().unwrap_or_default());
+    let is_bind = o.flags.contains(MsFlags::MS_BIND) || typ == "bind";
+    let source: Option<PathBuf> = m.source().as_ref().map(|s| {
+        if is_bind && s.is_relative() {
+            bundle.join(s)
+        } else {
+            s.clone()
+        }
+    });
+    if typ == "cgroup" || typ == "cgroup2" {
+        return super::cgroupfs::mount_cgroupfs(rootfd, hierarchies, dest, &o);
+    }
+    // A bind of a file needs a file as its mount point; everything else a directory.
+    let file = is_bind && source.as_ref().map(|s| !s.is_dir()).unwrap_or(false);
+    let target = safe_path::ensure_in_root(rootfd, dest, file, dest)?;
+    let tpath = safe_path::fd_path(&target);
+    let data = o.data.join(",");
+    let data_opt = if data.is_empty() {
+        None
+    } else {
+        Some(data.as_str())
+    };
+    log::debug!(
+        "mount {} on {} (type {typ}, options {:?})",
+        source.as_deref().unwrap_or(Path::new(typ)).display(),
+        dest.display(),
+        m.options().as_deref().unwrap_or_default()
+    );
+    if is_bind {
+        let src = source.ok_or_else(|| {
+            Error::spec(
+                "mounts",
+                format!("bind mount on {} has no source", dest.display()),
+            )
+        })?;
+        let rec = o.flags & MsFlags::MS_REC;
+        mount(
+            Some(&src),
+            tpath.as_str(),
+            None::<&str>,
+            MsFlags::MS_BIND | rec,
+            None::<&str>,
+        )
+        .ctx(&format!("bind mount {}", src.display()), dest.display())?;
+        // Flags other than bind/rec need a remount of the new bind mount to take effect.
+        let extra = o.flags - (MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
+        if !extra.is_empty() {
+            // `target` names the directory under the new mount: reopen to reach the mount.
+            remount(
+                &safe_path::open_in_root(rootfd, dest).ctx("open", dest.display())?,
+                extra,
+                dest,
+            )?;
+        }
+    } else {
+        let src = source
+            .as_deref()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_else(|| typ.to_string());
+        let res = mount(
+            Some(src.as_str()),
+            tpath.as_str(),
+            Some(typ),
+            o.flags,
+            data_opt,
+        );
+        match res {
+            // sysfs needs a network namespace of our own (and mqueue an ipc one); without it
+            // the kernel says EPERM and the host's own tree, bind-mounted, is what runc gives.
+            Err(nix::errno::Errno::EPERM) if typ == "sysfs" || typ == "mqueue" => {
+                let host = if typ == "sysfs" {
+                    "/sys"
+                } else {
+                    "/dev/mqueue"
+                };
+                mount(
+                    Some(host),
+                    tpath.as_str(),
+                    None::<&str>,
+                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    None::<&str>,
+                )
+                .ctx(&format!("bind mount {host}"), dest.display())?;
+                remount(
+                    &safe_path::open_in_root(rootfd, dest).ctx("open", dest.display())?,
+                    o.flags,
+                    dest,
+                )?;
+            }
+            r => r.ctx(&format!("mount {typ}"), dest.display())?,
+        }
+    }
+    for p in &o.propagation {
+        mount(None::<&str>, tpath.as_str(), None::<&str>, *p, None::<&str>)
+            .ctx("set propagation of", dest.display())?;
+    }
+    Ok(())
+}
+
+/// Remount a bind mount with `flags`, keeping the flags the kernel locked on it (nosuid, nodev,
+/// noexec… inherited from a mount we do not own would make a plain remount fail with EPERM).
+pub fn remount(target: &std::os::fd::OwnedFd, flags: MsFlags, shown: &Path) -> Result<()> {
+    let tpath = safe_path::fd_path(target);
+    let locked = nix::sys::statvfs::fstatvfs(target)
+        .map(|s| statvfs_to_ms(s.flags()))
+        .unwrap_or(MsFlags::empty());
+    let all = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | flags | locked;
+    mount(
+        None::<&str>,
+        tpath.as_str(),
+        None::<&str>,
+        all,
+        None::<&str>,
+    )
+    .ctx("remount", shown.display())
+}
+
+fn statvfs_to_ms(f: nix::sys::statvfs::FsFlags) -> MsFlags {
+    use nix::sys::statvfs::FsFlags as F;
+    let mut m = MsFlags::empty();
+    for (a, b) in [
+        (F::ST_NOSUID, MsFlags::MS_NOSUID),
+        (F::ST_NODEV, MsFlags::MS_NODEV),
+        (F::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (F::ST_NOATIME, MsFlags::MS_NOATIME),
+        (F::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (F::ST_RELATIME, MsFlags::MS_RELATIME),
+    ] {
+        if f.contains(a) {
+            m |= b;
+        }
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(s: &str) -> Vec<String> {
+        s.split(',').map(String::from).collect()
+    }
+
+    #[test]
+    fn flags_propagation_and_data() {
+        let o = parse_options(&words("nosuid,strictatime,mode=755,size=65536k,rslave"));
+        assert_eq!(o.flags, MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME);
+        assert_eq!(o.data, vec!["mode=755", "size=65536k"]);
+        assert_eq!(o.propagation, vec![MsFlags::MS_SLAVE | MsFlags::MS_REC]);
+    }
+
+    #[test]
+    fn later_words_win() {
+        let o = parse_options(&words("ro,rw,rbind"));
+        assert_eq!(o.flags, MsFlags::MS_BIND | MsFlags::MS_REC);
+    }
+}

@@ -1,0 +1,372 @@
+//! Container state on disk: the `ROOT/ID/` directory, its lock, `state.json`, and the status
+//! derived from the kernel. We persist facts (pid + start time, cgroup path, what was created),
+//! never the status word: a process that died is `stopped` whatever the file says.
+//!
+//! Layout: `ROOT/ID/state.json`, `ROOT/ID/config.json` (copy, so poststop hooks and teardown
+//! work after the bundle is gone), `ROOT/ID/exec.fifo` (between create and start only).
+//! The directory itself is the lock (flock on its fd) and it is claimed atomically: it is built
+//! under a temporary name, locked and filled, then renamed into place with RENAME_NOREPLACE, so
+//! two `create`s of one id can never both win and a half-made container is never visible.
+
+use crate::error::{Context, Error, Result};
+use nix::fcntl::{flock, FlockArg};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+pub const STATE_FILE: &str = "state.json";
+pub const CONFIG_COPY: &str = "config.json";
+pub const EXEC_FIFO: &str = "exec.fifo";
+const STATE_VERSION: u32 = 1;
+
+#[derive(Serialize, Deserialize, Debug, Clone, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct State {
+    pub carte_state_version: u32,
+    pub oci_version: String,
+    pub id: String,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    /// Host pid of the container init; absent until clone returned.
+    pub pid: Option<i32>,
+    /// Field 22 of /proc/PID/stat, so a recycled pid is never mistaken for our init.
+    pub pid_start_time: Option<u64>,
+    pub created: String,
+    pub owner: String,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    /// The cgroup path, recorded before the cgroup exists so teardown can always find it.
+    pub cgroup_path: PathBuf,
+    #[serde(default)]
+    pub systemd_cgroup: bool,
+    /// The pid file carte wrote, removed on delete.
+    pub pid_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Creating,
+    Created,
+    Running,
+    Paused,
+    Stopped,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Creating => "creating",
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Stopped => "stopped",
+        }
+    }
+}
+
+impl State {
+    pub fn new(id: &str, bundle: PathBuf, rootfs: PathBuf, oci_version: String) -> State {
+        State {
+            carte_state_version: STATE_VERSION,
+            oci_version,
+            id: id.to_string(),
+            bundle,
+            rootfs,
+            created: crate::log::now_rfc3339(),
+            owner: nix::unistd::User::from_uid(nix::unistd::geteuid())
+                .ok()
+                .flatten()
+                .map(|u| u.name)
+                .unwrap_or_else(|| nix::unistd::geteuid().to_string()),
+            ..State::default()
+        }
+    }
+}
+
+impl State {
+    /// The OCI state document (runtime.md "State"), as hooks receive it on stdin.
+    pub fn oci_json(&self, status: Status) -> String {
+        self.oci_value(status).to_string()
+    }
+
+    pub fn oci_value(&self, status: Status) -> serde_json::Value {
+        let mut v = serde_json::json!({
+            "ociVersion": self.oci_version,
+            "id": self.id,
+            "status": status.as_str(),
+            "bundle": self.bundle,
+        });
+        if let Some(pid) = self.pid.filter(|_| status != Status::Stopped) {
+            v["pid"] = pid.into();
+        }
+        if !self.annotations.is_empty() {
+            v["annotations"] = serde_json::json!(self.annotations);
+        }
+        v
+    }
+}
+
+/// runc's id rule: letters, digits and `_ + - .`, but not `.` or `..`, so an id is always one
+/// plain path component under the state root.
+pub fn validate_id(id: &str) -> Result<()> {
+    let ok = !id.is_empty()
+        && id != "."
+        && id != ".."
+        && id.len() <= 1024
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_+-.".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Usage(format!(
+            "invalid container id {id:?}: use letters, digits and _+-. only"
+        )))
+    }
+}
+
+/// A locked container directory. The lock is released when this is dropped (or the process dies).
+pub struct ContainerDir {
+    pub id: String,
+    pub path: PathBuf,
+    lock: File,
+}
+
+fn ensure_root(root: &Path) -> Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o711)
+        .create(root)
+        .ctx("create state root", root.display())
+}
+
+impl ContainerDir {
+    /// Claim `ROOT/ID` for a new container, with `state` already written inside it.
+    pub fn claim(root: &Path, state: &State, config_json: &[u8]) -> Result<ContainerDir> {
+        validate_id(&state.id)?;
+        ensure_root(root)?;
+        let final_path = root.join(&state.id);
+        if final_path.exists() {
+            return Err(Error::Exists {
+                id: state.id.clone(),
+            });
+        }
+        let tmp = root.join(format!(".new-{}-{}", state.id, std::process::id()));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&tmp)
+            .ctx("create state dir", tmp.display())?;
+        let build = || -> Result<ContainerDir> {
+            let lock = File::open(&tmp).ctx("open state dir", tmp.display())?;
+            flock(lock.as_raw_fd(), FlockArg::LockExclusive)
+                .ctx("lock state dir", tmp.display())?;
+            let dir = ContainerDir {
+                id: state.id.clone(),
+                path: tmp.clone(),
+                lock,
+            };
+            dir.save(state)?;
+            write_atomic(&tmp.join(CONFIG_COPY), config_json)?;
+            nix::unistd::mkfifo(
+                &tmp.join(EXEC_FIFO),
+                nix::sys::stat::Mode::from_bits_truncate(0o600),
+            )
+            .ctx("mkfifo", tmp.join(EXEC_FIFO).display())?;
+            Ok(dir)
+        };
+        let mut dir = match build() {
+            Ok(d) => d,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&tmp);
+                return Err(e);
+            }
+        };
+        match nix::fcntl::renameat2(
+            None,
+            &tmp,
+            None,
+            &final_path,
+            nix::fcntl::RenameFlags::RENAME_NOREPLACE,
+        ) {
+            Ok(()) => {
+                dir.path = final_path;
+                Ok(dir)
+            }
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&tmp);
+                if e == nix::errno::Errno::EEXIST || e == nix::errno::Errno::ENOTEMPTY {
+                    Err(Error::Exists {
+                        id: state.id.clone(),
+                    })
+                } else {
+                    Err(Error::sys("rename state dir", final_path.display(), e))
+                }
+            }
+        }
+    }
+
+    /// Open and lock an existing container (exclusive: every verb that changes it).
+    pub fn open(root: &Path, id: &str) -> Result<ContainerDir> {
+        validate_id(id)?;
+        let path = root.join(id);
+        let lock = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NotFound { id: id.to_string() })
+            }
+            Err(e) => return Err(Error::io("open state dir", &path, e)),
+        };
+        flock(lock.as_raw_fd(), FlockArg::LockExclusive).ctx("lock state dir", path.display())?;
+        // The previous holder may have deleted the container while we waited for the lock.
+        let meta = lock.metadata().ctx("stat state dir", path.display())?;
+        if meta.nlink() == 0 {
+            return Err(Error::NotFound { id: id.to_string() });
+        }
+        Ok(ContainerDir {
+            id: id.to_string(),
+            path,
+            lock,
+        })
+    }
+
+    pub fn lock_fd(&self) -> i32 {
+        self.lock.as_raw_fd()
+    }
+
+    pub fn load(&self) -> Result<State> {
+        load_state(&self.path)
+    }
+
+    pub fn save(&self, state: &State) -> Result<()> {
+        let data =
+            serde_json::to_vec(state).map_err(|e| Error::Other(format!("encode state: {e}")))?;
+        write_atomic(&self.path.join(STATE_FILE), &data)
+    }
+
+    /// The config.json copied at create time (hooks, cgroup path) — None if unreadable.
+    pub fn config(&self) -> Option<oci_spec::runtime::Spec> {
+        let raw = std::fs::read(self.path.join(CONFIG_COPY)).ok()?;
+        serde_json::from_slice(&raw).ok()
+    }
+
+    pub fn fifo(&self) -> PathBuf {
+        self.path.join(EXEC_FIFO)
+    }
+
+    /// Remove the directory (the lock goes with our fd when `self` drops).
+    pub fn remove(self) -> Result<()> {
+        match std::fs::remove_dir_all(&self.path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io("remove state dir", &self.path, e)),
+        }
+    }
+}
+
+pub fn load_state(dir: &Path) -> Result<State> {
+    let p = dir.join(STATE_FILE);
+    let data = std::fs::read(&p).ctx("read", p.display())?;
+    serde_json::from_slice(&data)
+        .map_err(|e| Error::Other(format!("{}: corrupt state: {e}", p.display())))
+}
+
+/// tmp + fsync-free rename: readers see the old or the new file, never a torn one.
+pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, data).ctx("write", tmp.display())?;
+    std::fs::rename(&tmp, path).ctx("rename", path.display())
+}
+
+/// Field 22 (starttime) of /proc/PID/stat; None when the process is gone or a zombie.
+pub fn live_start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The comm field may contain spaces and parentheses: parse after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    // rest starts at field 3 (state); starttime is field 22.
+    let state = *fields.first()?;
+    if state == "Z" || state == "X" {
+        return None;
+    }
+    fields.get(22 - 3)?.parse().ok()
+}
+
+/// Is the init recorded in `st` still our process (alive, not a zombie, same start time)?
+pub fn init_alive(st: &State) -> bool {
+    match (st.pid, st.pid_start_time) {
+        (Some(pid), Some(start)) => live_start_time(pid) == Some(start),
+        _ => false,
+    }
+}
+
+/// Derive the status from the kernel and the directory (crun's rule, plus a start-time check).
+pub fn status(dir: &Path, st: &State) -> Status {
+    if st.pid.is_none() {
+        return Status::Creating;
+    }
+    if !init_alive(st) {
+        return Status::Stopped;
+    }
+    if dir.join(EXEC_FIFO).exists() {
+        return Status::Created;
+    }
+    if crate::cgroups::is_frozen(&st.cgroup_path) {
+        return Status::Paused;
+    }
+    Status::Running
+}
+
+/// Every container id under the root (skipping the temporary `.new-*` claims).
+pub fn list_ids(root: &Path) -> Result<Vec<String>> {
+    let rd = match std::fs::read_dir(root) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) => return Err(Error::io("read state root", root, e)),
+    };
+    let mut ids: Vec<String> = rd
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    ids.sort();
+    Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_rules() {
+        for ok in ["a", "c-1", "A.b_c+d", "0"] {
+            assert!(validate_id(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", ".", "..", "a/b", "a b", "x\0", "é"] {
+            assert!(validate_id(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn own_start_time_is_read() {
+        let me = std::process::id() as i32;
+        assert!(live_start_time(me).is_some());
+        assert_eq!(live_start_time(i32::MAX), None);
+    }
+
+    #[test]
+    fn state_round_trips_and_rejects_garbage() {
+        let d = std::env::temp_dir().join(format!("carte-state-test-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        let st = State::new("x", "/b".into(), "/b/rootfs".into(), "1.2.0".into());
+        write_atomic(&d.join(STATE_FILE), &serde_json::to_vec(&st).unwrap()).unwrap();
+        assert_eq!(load_state(&d).unwrap().id, "x");
+        std::fs::write(d.join(STATE_FILE), b"{\"id\": 3").unwrap();
+        let e = load_state(&d).unwrap_err().to_string();
+        assert!(e.contains("corrupt state"), "{e}");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}

@@ -1,0 +1,239 @@
+//! Safe wrappers for the syscalls nix 0.29 lacks or exposes only through raw fds. All of the
+//! runtime's `unsafe` lives here (and in `seccomp`), each block with the reason it is sound.
+
+use nix::errno::Errno;
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
+
+fn cstr(p: &Path) -> Result<CString, Errno> {
+    CString::new(p.as_os_str().as_encoded_bytes()).map_err(|_| Errno::EINVAL)
+}
+
+/// What `clone` returned: the child's pid in the parent, or `Child` inside the new process.
+pub enum Forked {
+    Parent(i32),
+    Child,
+}
+
+/// `clone(2)` with fork semantics (no new stack: the child continues on a copy of ours), so the
+/// container init can be created with its new namespaces in one step, without re-executing carte.
+/// The caller must be single-threaded (carte never starts threads).
+pub fn clone_fork(flags: libc::c_int) -> Result<Forked, Errno> {
+    // SAFETY: a NULL stack makes clone behave like fork: the child gets a private copy of the
+    // address space. carte is single-threaded, so no lock can be held by a thread that does not
+    // exist in the child.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    match ret {
+        -1 => Err(Errno::last()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(pid as i32)),
+    }
+}
+
+/// A pidfd: signals and waits aimed at exactly this process, never at a recycled pid.
+pub fn pidfd_open(pid: i32) -> Result<OwnedFd, Errno> {
+    // SAFETY: plain syscall with integer arguments; the returned fd is owned by us alone.
+    let ret = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if ret < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: the kernel just returned this fd to us and nothing else refers to it.
+    Ok(unsafe { OwnedFd::from_raw_fd(ret as RawFd) })
+}
+
+pub fn pidfd_send_signal(pidfd: &OwnedFd, sig: i32) -> Result<(), Errno> {
+    // SAFETY: integer arguments and a NULL siginfo, as the man page allows.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig,
+            std::ptr::null::<u8>(),
+            0,
+        )
+    };
+    Errno::result(ret).map(drop)
+}
+
+/// Close (or mark close-on-exec) every fd from `first` up: the CVE-2024-21626 defence, run just
+/// before execve so no runtime fd reaches the container process.
+pub fn close_range_cloexec(first: u32) -> Result<(), Errno> {
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    // SAFETY: integer arguments; marking fds close-on-exec cannot break memory safety.
+    let ret = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) };
+    Errno::result(ret).map(drop)
+}
+
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+pub const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+pub const RESOLVE_IN_ROOT: u64 = 0x10;
+
+/// `openat2(2)`: resolve `path` as if `dirfd` were `/`, so `..` and absolute symlinks planted in
+/// an image can never lead outside the rootfs (CVE-2021-30465 and its successors).
+pub fn openat2(dirfd: BorrowedFd, path: &Path, flags: i32, resolve: u64) -> Result<OwnedFd, Errno> {
+    let c = cstr(path)?;
+    let how = OpenHow {
+        flags: (flags | libc::O_CLOEXEC) as u64,
+        mode: 0,
+        resolve,
+    };
+    loop {
+        // SAFETY: `c` and `how` outlive the call; the size argument matches the struct.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                dirfd.as_raw_fd(),
+                c.as_ptr(),
+                &how as *const OpenHow,
+                std::mem::size_of::<OpenHow>(),
+            )
+        };
+        if ret >= 0 {
+            // SAFETY: a fresh fd from the kernel, owned by nobody else.
+            return Ok(unsafe { OwnedFd::from_raw_fd(ret as RawFd) });
+        }
+        // EAGAIN: a concurrent rename raced the lookup; the kernel asks us to retry.
+        match Errno::last() {
+            Errno::EAGAIN | Errno::EINTR => continue,
+            e => return Err(e),
+        }
+    }
+}
+
+/// Borrow a raw fd we know is open for the duration of the call (stdio, an inherited fd).
+pub fn borrow(fd: RawFd) -> BorrowedFd<'static> {
+    // SAFETY: callers only pass fds that stay open for the life of the process (stdio, the log
+    // fd, fds handed to us by the caller of carte); the borrow never closes them.
+    unsafe { BorrowedFd::borrow_raw(fd) }
+}
+
+/// Take ownership of an fd that came out of a raw syscall or was inherited.
+pub fn own(fd: RawFd) -> OwnedFd {
+    // SAFETY: callers pass fds they alone own (fresh from the kernel or received over SCM_RIGHTS).
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+/// The container's domain name; nix has only sethostname.
+pub fn setdomainname(name: &str) -> Result<(), Errno> {
+    // SAFETY: pointer and length describe `name`'s bytes, which outlive the call.
+    let ret = unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) };
+    Errno::result(ret).map(drop)
+}
+
+/// `setns(2)` on an fd, with the namespace type checked by the kernel.
+pub fn setns(fd: BorrowedFd, nstype: libc::c_int) -> Result<(), Errno> {
+    // SAFETY: integer arguments.
+    Errno::result(unsafe { libc::setns(fd.as_raw_fd(), nstype) }).map(drop)
+}
+
+pub fn unshare(flags: libc::c_int) -> Result<(), Errno> {
+    // SAFETY: integer arguments; carte is single-threaded, as CLONE_NEWUSER requires.
+    Errno::result(unsafe { libc::unshare(flags) }).map(drop)
+}
+
+/// Exit now without running atexit handlers or flushing stdio buffers shared with the parent.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and touches no Rust state.
+    unsafe { libc::_exit(code) }
+}
+
+/// `execve(2)` with prepared C strings; returns only on failure.
+pub fn execve(path: &CString, argv: &[CString], envp: &[CString]) -> Errno {
+    let mut a: Vec<*const libc::c_char> = argv.iter().map(|s| s.as_ptr()).collect();
+    a.push(std::ptr::null());
+    let mut e: Vec<*const libc::c_char> = envp.iter().map(|s| s.as_ptr()).collect();
+    e.push(std::ptr::null());
+    // SAFETY: both arrays are NULL-terminated and point into CStrings that outlive the call.
+    unsafe { libc::execve(path.as_ptr(), a.as_ptr(), e.as_ptr()) };
+    Errno::last()
+}
+
+/// Write all bytes to a raw fd we do not own (the log fd); short writes are retried.
+pub fn write_all_raw(fd: RawFd, mut buf: &[u8]) -> Result<(), Errno> {
+    while !buf.is_empty() {
+        match nix::unistd::write(borrow(fd), buf) {
+            Ok(0) => return Err(Errno::EIO),
+            Ok(n) => buf = &buf[n..],
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// `ioctl(TIOCSCTTY)`: make the pty slave on stdin our controlling terminal.
+pub fn set_controlling_tty(fd: RawFd) -> Result<(), Errno> {
+    // SAFETY: integer arguments.
+    Errno::result(unsafe { libc::ioctl(fd, libc::TIOCSCTTY, 0) }).map(drop)
+}
+
+/// `ioctl(TIOCSWINSZ)` for `process.consoleSize`.
+pub fn set_winsize(fd: RawFd, rows: u16, cols: u16) -> Result<(), Errno> {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: `ws` is a valid winsize for the duration of the call.
+    Errno::result(unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) }).map(drop)
+}
+
+/// `ioctl(TIOCGPTPEER)`: open the slave of a pty master without a path lookup, so a hostile
+/// `/dev/pts` cannot substitute another file (CVE-2025-52565 class).
+pub fn pty_peer(master: BorrowedFd) -> Result<OwnedFd, Errno> {
+    const TIOCGPTPEER: libc::c_ulong = 0x5441;
+    // SAFETY: integer arguments; the result is a fresh fd.
+    let ret = unsafe {
+        libc::ioctl(
+            master.as_raw_fd(),
+            TIOCGPTPEER as _,
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    };
+    Errno::result(ret).map(own)
+}
+
+/// `ioctl(TIOCSPTLCK, 0)`: unlock the pty slave (grantpt/unlockpt without glibc's path games).
+pub fn unlockpt(master: BorrowedFd) -> Result<(), Errno> {
+    let zero: libc::c_int = 0;
+    // SAFETY: `zero` is valid for the duration of the call.
+    Errno::result(unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &zero) }).map(drop)
+}
+
+pub fn setrlimit(resource: libc::c_int, soft: u64, hard: u64) -> Result<(), Errno> {
+    let lim = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    // SAFETY: `lim` is valid for the call; the resource number is checked by the kernel.
+    Errno::result(unsafe { libc::setrlimit(resource as _, &lim) }).map(drop)
+}
+
+pub fn umask(mask: u32) {
+    // SAFETY: umask cannot fail.
+    unsafe { libc::umask(mask as libc::mode_t) };
+}
+
+/// Put a signal back to its default disposition (execve keeps "ignored", and Rust's runtime
+/// ignores SIGPIPE).
+pub fn reset_signal(sig: nix::sys::signal::Signal) -> Result<(), Errno> {
+    // SAFETY: SIG_DFL installs no handler, so no Rust code can run in signal context.
+    unsafe { nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigDfl) }.map(drop)
+}

@@ -1,0 +1,75 @@
+//! Undo everything a container holds, from whatever its state records: kill its processes,
+//! wait for them, remove its cgroup (with retry), its pid file and its state directory.
+//! Idempotent, so `delete --force` works after any crash, and used by a failed `create` too.
+
+use crate::cgroups;
+use crate::error::Result;
+use crate::state::{self, ContainerDir, State};
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Kill the init (verified by start time, through a pidfd) and every process in the cgroup,
+/// then wait up to `wait` for the init to be gone.
+pub fn kill_all(st: &State, wait: Duration) {
+    if state::init_alive(st) {
+        if let Some(pid) = st.pid {
+            if let Ok(fd) = crate::sys::pidfd_open(pid) {
+                // Re-check after opening: the pidfd now pins exactly this process.
+                if state::init_alive(st) {
+                    let _ = crate::sys::pidfd_send_signal(&fd, libc::SIGKILL);
+                    wait_pidfd(&fd, wait);
+                }
+            }
+        }
+    }
+    for pid in cgroups::pids(&st.cgroup_path) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+    }
+}
+
+fn wait_pidfd(fd: &std::os::fd::OwnedFd, wait: Duration) {
+    let mut fds = [nix::poll::PollFd::new(
+        fd.as_fd(),
+        nix::poll::PollFlags::POLLIN,
+    )];
+    let ms = nix::poll::PollTimeout::try_from(wait.as_millis().min(i32::MAX as u128) as i32)
+        .unwrap_or(nix::poll::PollTimeout::MAX);
+    let _ = nix::poll::poll(&mut fds, ms);
+}
+
+/// Remove everything but the state dir; errors are collected so one failure does not leave
+/// the rest behind.
+pub fn release(st: &State) -> Result<()> {
+    kill_all(st, Duration::from_secs(5));
+    let cg = cgroups::destroy(&st.cgroup_path, st.systemd_cgroup, &st.id);
+    if let Some(p) = &st.pid_file {
+        let _ = std::fs::remove_file(p);
+    }
+    cg
+}
+
+/// Full teardown of a container whose state dir we hold locked.
+pub fn destroy(dir: ContainerDir, st: &State) -> Result<()> {
+    let r = release(st);
+    let d = dir.remove();
+    r.and(d)
+}
+
+/// What survives of a container whose state.json is unreadable: the id alone gives the default
+/// cgroup path, and the copied config.json may name another.
+pub fn fallback_state(dir: &ContainerDir, systemd: bool) -> State {
+    let cfg: Option<oci_spec::runtime::Spec> = std::fs::read(dir.path.join(state::CONFIG_COPY))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let spec_path: Option<PathBuf> = cfg
+        .as_ref()
+        .and_then(|s| s.linux().as_ref())
+        .and_then(|l| l.cgroups_path().clone());
+    State {
+        id: dir.id.clone(),
+        cgroup_path: cgroups::path_for(spec_path.as_deref(), &dir.id, systemd),
+        systemd_cgroup: systemd,
+        ..State::default()
+    }
+}

@@ -1,0 +1,142 @@
+//! Pure checks on config.json beyond what parsing catches; every error names the JSON field.
+
+use crate::error::{Error, Result};
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use std::collections::HashSet;
+
+pub fn check(spec: &Spec) -> Result<()> {
+    if spec.version().is_empty() {
+        return Err(Error::spec("ociVersion", "missing"));
+    }
+    if !spec.version().starts_with("1.") {
+        return Err(Error::spec(
+            "ociVersion",
+            format!("{:?} is not a 1.x version", spec.version()),
+        ));
+    }
+    let p = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| Error::spec("process", "missing: nothing to run"))?;
+    if !p.cwd().is_absolute() {
+        return Err(Error::spec(
+            "process.cwd",
+            format!("{:?} is not an absolute path", p.cwd()),
+        ));
+    }
+    let linux = spec
+        .linux()
+        .as_ref()
+        .ok_or_else(|| Error::spec("linux", "missing"))?;
+    let mut seen = HashSet::new();
+    let nss = linux.namespaces().as_deref().unwrap_or_default();
+    for (i, ns) in nss.iter().enumerate() {
+        if !seen.insert(ns.typ()) {
+            return Err(Error::spec(
+                format!("linux.namespaces[{i}]"),
+                format!("{:?} namespace listed twice", ns.typ()),
+            ));
+        }
+    }
+    if !seen.contains(&LinuxNamespaceType::Mount) {
+        // Without its own mount namespace the container's mounts would land in the host's table.
+        return Err(Error::spec(
+            "linux.namespaces",
+            "a mount namespace is required",
+        ));
+    }
+    if spec.hostname().as_ref().is_some_and(|h| !h.is_empty())
+        && !seen.contains(&LinuxNamespaceType::Uts)
+    {
+        return Err(Error::spec(
+            "hostname",
+            "setting a hostname needs a uts namespace",
+        ));
+    }
+    if spec.domainname().as_ref().is_some_and(|h| !h.is_empty())
+        && !seen.contains(&LinuxNamespaceType::Uts)
+    {
+        return Err(Error::spec(
+            "domainname",
+            "setting a domainname needs a uts namespace",
+        ));
+    }
+    for (i, m) in spec
+        .mounts()
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        let d = m.destination();
+        if !d.is_absolute() {
+            return Err(Error::spec(
+                format!("mounts[{i}].destination"),
+                format!("{} is not an absolute path", d.display()),
+            ));
+        }
+    }
+    if let Some(hooks) = spec.hooks() {
+        let lists = [
+            ("prestart", hooks.prestart()),
+            ("createRuntime", hooks.create_runtime()),
+            ("createContainer", hooks.create_container()),
+            ("startContainer", hooks.start_container()),
+            ("poststart", hooks.poststart()),
+            ("poststop", hooks.poststop()),
+        ];
+        for (kind, list) in lists {
+            for (i, h) in list.as_deref().unwrap_or_default().iter().enumerate() {
+                if !h.path().is_absolute() {
+                    return Err(Error::spec(
+                        format!("hooks.{kind}[{i}].path"),
+                        format!("{} is not an absolute path", h.path().display()),
+                    ));
+                }
+            }
+        }
+    }
+    for key in linux
+        .sysctl()
+        .as_ref()
+        .map(|m| m.keys().collect::<Vec<_>>())
+        .unwrap_or_default()
+    {
+        if key.is_empty() || key.contains('/') || key.contains("..") {
+            return Err(Error::spec(format!("linux.sysctl.{key}"), "invalid key"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(extra: &str) -> Spec {
+        let s = format!(
+            r#"{{"ociVersion":"1.0.2","root":{{"path":"rootfs"}},"process":{{"cwd":"/","user":{{"uid":0,"gid":0}},"args":["sh"]}},
+            "linux":{{"namespaces":[{{"type":"mount"}},{{"type":"pid"}}]}}{extra}}}"#
+        );
+        serde_json::from_str(&s).unwrap()
+    }
+
+    #[test]
+    fn accepts_minimal() {
+        check(&spec("")).unwrap();
+    }
+
+    #[test]
+    fn hostname_needs_uts() {
+        let e = check(&spec(r#","hostname":"h""#)).unwrap_err().to_string();
+        assert!(e.starts_with("config.json: hostname:"), "{e}");
+    }
+
+    #[test]
+    fn relative_mount_destination() {
+        let e = check(&spec(r#","mounts":[{"destination":"proc","type":"proc"}]"#))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("mounts[0].destination"), "{e}");
+    }
+}

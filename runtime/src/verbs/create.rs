@@ -1,0 +1,23 @@
+//! `carte create`: make the container and leave its init waiting for `start`.
+
+use crate::cli::{Cli, CreateArgs};
+use crate::error::Result;
+use crate::process::{self, CreateOpts};
+
+pub fn opts<'a>(cli: &'a Cli, a: &'a CreateArgs) -> CreateOpts<'a> {
+    CreateOpts {
+        root: &cli.root,
+        id: &a.id,
+        bundle: &a.bundle,
+        console_socket: a.console_socket.as_deref(),
+        pid_file: a.pid_file.as_deref(),
+        no_pivot: a.no_pivot,
+        preserve_fds: a.preserve_fds,
+        systemd: cli.systemd_cgroup,
+    }
+}
+
+pub fn run(cli: &Cli, a: &CreateArgs) -> Result<i32> {
+    process::create(&opts(cli, a))?;
+    Ok(0)
+}

@@ -1,0 +1,48 @@
+//! `carte delete`: remove a stopped (or, with --force, any) container and everything it holds,
+//! then run its poststop hooks. Works from a corrupt state file too: what the id and the copied
+//! config.json say is enough to find the cgroup and its processes.
+
+use crate::cli::{Cli, DeleteArgs};
+use crate::error::{Error, Result};
+use crate::state::{self, ContainerDir, State, Status};
+
+pub fn run(cli: &Cli, a: &DeleteArgs) -> Result<i32> {
+    let dir = match ContainerDir::open(&cli.root, &a.id) {
+        Err(Error::NotFound { .. }) if a.force => return Ok(0),
+        r => r?,
+    };
+    let st = match dir.load() {
+        Ok(st) => st,
+        Err(e) => {
+            log::warn!("container {}: {e}; cleaning up from what survives", a.id);
+            crate::teardown::fallback_state(&dir, cli.systemd_cgroup)
+        }
+    };
+    let status = state::status(&dir.path, &st);
+    let busy = matches!(status, Status::Running | Status::Paused)
+        || (status == Status::Creating && !crate::cgroups::pids(&st.cgroup_path).is_empty());
+    if busy && !a.force {
+        return Err(Error::WrongStatus {
+            id: a.id.clone(),
+            status: status.as_str().into(),
+            verb: "delete (use --force)",
+        });
+    }
+    delete(dir, &st)?;
+    Ok(0)
+}
+
+/// Teardown, then the poststop hooks (their failures are logged, not fatal: runtime.md).
+pub fn delete(dir: ContainerDir, st: &State) -> Result<()> {
+    log::debug!("delete container {}", st.id);
+    let hooks = dir.config().and_then(|s| s.hooks().clone());
+    crate::teardown::release(st)?;
+    if let Err(e) = crate::hooks::run_all(
+        "poststop",
+        hooks.as_ref().and_then(|h| h.poststop().as_ref()),
+        &st.oci_json(Status::Stopped),
+    ) {
+        log::warn!("{e}");
+    }
+    dir.remove()
+}

@@ -1,0 +1,46 @@
+//! `carte kill`: a signal to the init (through a pidfd, so never to a recycled pid), or with
+//! `--all` to every process of the container's cgroup.
+
+use crate::cli::{Cli, KillArgs};
+use crate::error::{Context, Error, Result};
+use crate::state::{self, ContainerDir, Status};
+
+pub fn run(cli: &Cli, a: &KillArgs) -> Result<i32> {
+    let sig = crate::signals::parse(&a.signal)?;
+    let dir = ContainerDir::open(&cli.root, &a.id)?;
+    let st = super::load(&dir)?;
+    let status = state::status(&dir.path, &st);
+    if a.all {
+        for pid in crate::cgroups::pids(&st.cgroup_path) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::try_from(sig).ok(),
+            );
+        }
+        // A frozen process cannot act on the signal: let SIGKILL through as runc does.
+        if status == Status::Paused && sig == libc::SIGKILL {
+            let mgr = crate::cgroups::manager(&st.cgroup_path, st.systemd_cgroup, &st.id)?;
+            crate::cgroups::freeze(&mgr, &st.cgroup_path, false)?;
+        }
+        return Ok(0);
+    }
+    if !matches!(status, Status::Created | Status::Running | Status::Paused) {
+        return Err(Error::WrongStatus {
+            id: a.id.clone(),
+            status: status.as_str().into(),
+            verb: "kill",
+        });
+    }
+    let pid = st.pid.unwrap_or(0);
+    let fd = crate::sys::pidfd_open(pid).ctx("pidfd_open", pid)?;
+    if !state::init_alive(&st) {
+        return Err(Error::WrongStatus {
+            id: a.id.clone(),
+            status: "stopped".into(),
+            verb: "kill",
+        });
+    }
+    log::debug!("send signal {sig} to pid {pid}");
+    crate::sys::pidfd_send_signal(&fd, sig).ctx("kill", pid)?;
+    Ok(0)
+}

@@ -1,0 +1,20 @@
+//! One module per command-line verb. Each follows the same shape: lock → load → check status →
+//! act → save, and returns the process exit code.
+
+pub mod create;
+pub mod delete;
+pub mod kill;
+pub mod list;
+pub mod run;
+pub mod spec;
+pub mod start;
+pub mod state;
+
+use crate::error::{Error, Result};
+use crate::state::{ContainerDir, State};
+
+/// Load a locked container's state; for a corrupt state file, say so with the container's id.
+pub fn load(dir: &ContainerDir) -> Result<State> {
+    dir.load()
+        .map_err(|e| Error::Other(format!("container {}: {e}", dir.id)))
+}

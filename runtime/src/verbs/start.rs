@@ -1,0 +1,87 @@
+//! `carte start`: release a created container's init from the exec fifo, then poststart hooks.
+
+use crate::cli::{Cli, IdArg};
+use crate::error::{Context, Error, Result};
+use crate::state::{self, ContainerDir, State, Status};
+use std::io::Read;
+use std::os::fd::AsFd;
+use std::os::unix::fs::OpenOptionsExt;
+
+pub fn run(cli: &Cli, a: &IdArg) -> Result<i32> {
+    let dir = ContainerDir::open(&cli.root, &a.id)?;
+    let st = super::load(&dir)?;
+    start(&dir, &st)?;
+    Ok(0)
+}
+
+pub fn start(dir: &ContainerDir, st: &State) -> Result<()> {
+    let status = state::status(&dir.path, st);
+    if status != Status::Created {
+        return Err(Error::WrongStatus {
+            id: st.id.clone(),
+            status: status.as_str().into(),
+            verb: "start",
+        });
+    }
+    let pid = st.pid.unwrap_or(0);
+    let pidfd = crate::sys::pidfd_open(pid).ctx("pidfd_open", pid)?;
+    let fifo_path = dir.fifo();
+    // Non-blocking open: a reader never waits for a writer; the poll below waits for the init's
+    // byte or its death, whichever comes first — a dead init can never hang `start`.
+    let mut fifo = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo_path)
+        .ctx("open", fifo_path.display())?;
+    log::debug!(
+        "release the init of {} through {}",
+        st.id,
+        fifo_path.display()
+    );
+    loop {
+        let mut fds = [
+            nix::poll::PollFd::new(fifo.as_fd(), nix::poll::PollFlags::POLLIN),
+            nix::poll::PollFd::new(pidfd.as_fd(), nix::poll::PollFlags::POLLIN),
+        ];
+        match nix::poll::poll(&mut fds, nix::poll::PollTimeout::NONE) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(Error::sys("poll", fifo_path.display(), e)),
+            Ok(_) => {}
+        }
+        let ready = fds[0].revents().unwrap_or(nix::poll::PollFlags::empty());
+        if ready.contains(nix::poll::PollFlags::POLLIN) {
+            let mut b = [0u8; 1];
+            match fifo.read(&mut b) {
+                Ok(1) => break,
+                Ok(_) => {
+                    return Err(Error::Other(format!(
+                        "container {}: init closed the exec fifo without starting",
+                        st.id
+                    )))
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(Error::io("read", &fifo_path, e)),
+            }
+        }
+        if ready.contains(nix::poll::PollFlags::POLLHUP)
+            || fds[1].revents().is_some_and(|r| !r.is_empty())
+        {
+            return Err(Error::Other(format!(
+                "container {}: init died before it could start",
+                st.id
+            )));
+        }
+    }
+    let _ = std::fs::remove_file(&fifo_path);
+    let hooks = dir.config().and_then(|s| s.hooks().clone());
+    if let Err(e) = crate::hooks::run_all(
+        "poststart",
+        hooks.as_ref().and_then(|h| h.poststart().as_ref()),
+        &st.oci_json(Status::Running),
+    ) {
+        // runc's rule: a failed poststart hook fails the start and stops the container.
+        crate::teardown::kill_all(st, std::time::Duration::from_secs(5));
+        return Err(e);
+    }
+    Ok(())
+}
