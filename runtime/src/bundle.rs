@@ -16,22 +16,38 @@ pub struct Bundle {
 }
 
 /// Parse config.json bytes; the error names the field: `config.json: process.args: invalid type…`.
+/// Capability names the runtime does not know are dropped with a warning (config.md: "runtimes
+/// SHOULD log a warning for unknown capabilities and continue"), not a parse failure.
 pub fn parse_spec(raw: &[u8], file: &str) -> Result<Spec> {
-    let de = &mut serde_json::Deserializer::from_slice(raw);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let mut v: serde_json::Value = serde_json::from_slice(raw).map_err(|e| Error::InvalidSpec {
+        file: file.to_string(),
+        field: "(document)".into(),
+        reason: e.to_string(),
+    })?;
+    drop_unknown_caps(&mut v);
+    serde_path_to_error::deserialize(v).map_err(|e| {
         let path = e.path().to_string();
-        let inner = e.into_inner();
-        // serde_json appends " at line L column C"; keep it, it helps find the spot.
         Error::InvalidSpec {
             file: file.to_string(),
-            field: if path == "." {
-                "(document)".into()
-            } else {
-                path
-            },
-            reason: inner.to_string(),
+            field: if path == "." { "(document)".into() } else { path },
+            reason: e.into_inner().to_string(),
         }
     })
+}
+
+fn drop_unknown_caps(v: &mut serde_json::Value) {
+    let Some(caps) = v.pointer_mut("/process/capabilities").and_then(|c| c.as_object_mut()) else { return };
+    for (set, list) in caps.iter_mut() {
+        if let Some(arr) = list.as_array_mut() {
+            arr.retain(|c| {
+                let known = serde_json::from_value::<oci_spec::runtime::Capability>(c.clone()).is_ok();
+                if !known {
+                    log::warn!("process.capabilities.{set}: unknown capability {c} ignored");
+                }
+                known
+            });
+        }
+    }
 }
 
 pub fn load(dir: &Path) -> Result<Bundle> {

@@ -1,27 +1,9 @@
 //! `carte`: parse the command line, set up logging, run one verb, report its error once.
 
-mod bundle;
-mod caps;
-mod cgroups;
-mod cli;
-mod error;
-mod hooks;
-mod log;
-mod namespaces;
-mod proc_attrs;
-mod process;
-mod rootfs;
-mod seccomp;
-mod signals;
-mod state;
-mod sys;
-mod teardown;
-mod tty;
-mod validate;
-mod verbs;
 
+use carte::cli::{Cli, Verb};
+use carte::{log, verbs};
 use clap::Parser;
-use cli::{Cli, Verb};
 
 fn version() -> String {
     format!(

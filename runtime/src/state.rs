@@ -9,7 +9,7 @@
 //! two `create`s of one id can never both win and a half-made container is never visible.
 
 use crate::error::{Context, Error, Result};
-use nix::fcntl::{flock, FlockArg};
+use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -132,7 +132,7 @@ pub fn validate_id(id: &str) -> Result<()> {
 pub struct ContainerDir {
     pub id: String,
     pub path: PathBuf,
-    lock: File,
+    lock: Flock<File>,
 }
 
 fn ensure_root(root: &Path) -> Result<()> {
@@ -160,9 +160,8 @@ impl ContainerDir {
             .create(&tmp)
             .ctx("create state dir", tmp.display())?;
         let build = || -> Result<ContainerDir> {
-            let lock = File::open(&tmp).ctx("open state dir", tmp.display())?;
-            flock(lock.as_raw_fd(), FlockArg::LockExclusive)
-                .ctx("lock state dir", tmp.display())?;
+            let f = File::open(&tmp).ctx("open state dir", tmp.display())?;
+            let lock = Flock::lock(f, FlockArg::LockExclusive).map_err(|(_, e)| Error::sys("lock state dir", tmp.display(), e))?;
             let dir = ContainerDir {
                 id: state.id.clone(),
                 path: tmp.clone(),
@@ -170,11 +169,12 @@ impl ContainerDir {
             };
             dir.save(state)?;
             write_atomic(&tmp.join(CONFIG_COPY), config_json)?;
-            nix::unistd::mkfifo(
-                &tmp.join(EXEC_FIFO),
-                nix::sys::stat::Mode::from_bits_truncate(0o600),
-            )
-            .ctx("mkfifo", tmp.join(EXEC_FIFO).display())?;
+            // 0622: the init reopens it for writing after it became the container's user.
+            let fifo = tmp.join(EXEC_FIFO);
+            nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o622))
+                .ctx("mkfifo", fifo.display())?;
+            std::fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o622))
+                .ctx("chmod", fifo.display())?;
             Ok(dir)
         };
         let mut dir = match build() {
@@ -219,7 +219,7 @@ impl ContainerDir {
             }
             Err(e) => return Err(Error::io("open state dir", &path, e)),
         };
-        flock(lock.as_raw_fd(), FlockArg::LockExclusive).ctx("lock state dir", path.display())?;
+        let lock = Flock::lock(lock, FlockArg::LockExclusive).map_err(|(_, e)| Error::sys("lock state dir", path.display(), e))?;
         // The previous holder may have deleted the container while we waited for the lock.
         let meta = lock.metadata().ctx("stat state dir", path.display())?;
         if meta.nlink() == 0 {

@@ -237,3 +237,39 @@ pub fn reset_signal(sig: nix::sys::signal::Signal) -> Result<(), Errno> {
     // SAFETY: SIG_DFL installs no handler, so no Rust code can run in signal context.
     unsafe { nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigDfl) }.map(drop)
 }
+
+/// `personality(2)`: the execution domain (PER_LINUX32 for `linux.personality` LINUX32).
+pub fn personality(persona: libc::c_ulong) -> Result<(), Errno> {
+    // SAFETY: integer argument.
+    Errno::result(unsafe { libc::personality(persona) }).map(drop)
+}
+
+/// `ioprio_set(IOPRIO_WHO_PROCESS, 0, prio)` for `process.ioPriority`.
+pub fn ioprio_set(class: i64, level: i64) -> Result<(), Errno> {
+    const IOPRIO_WHO_PROCESS: libc::c_int = 1;
+    let prio = (class << 13) | level;
+    // SAFETY: integer arguments.
+    Errno::result(unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, prio) }).map(drop)
+}
+
+/// `struct sched_attr` of sched_setattr(2).
+#[repr(C)]
+#[derive(Default, Clone, Copy, Debug)]
+pub struct SchedAttr {
+    pub size: u32,
+    pub policy: u32,
+    pub flags: u64,
+    pub nice: i32,
+    pub priority: u32,
+    pub runtime: u64,
+    pub deadline: u64,
+    pub period: u64,
+}
+
+/// `sched_setattr(0, attr, 0)` for `process.scheduler`.
+pub fn sched_setattr(attr: &SchedAttr) -> Result<(), Errno> {
+    let mut a = *attr;
+    a.size = std::mem::size_of::<SchedAttr>() as u32;
+    // SAFETY: `a` is a valid sched_attr whose size field matches its layout.
+    Errno::result(unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &a as *const SchedAttr, 0) }).map(drop)
+}

@@ -11,14 +11,16 @@ use crate::sys;
 use oci_spec::runtime::Spec;
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 pub struct InitArgs<'a> {
     pub plan: &'a Plan,
     pub spec: &'a Spec,
     pub bundle: &'a Path,
     pub rootfs: &'a Path,
-    pub fifo: PathBuf,
+    /// O_PATH fd of `exec.fifo`, opened by the parent: the init may be unable to walk the
+    /// state dir's path (a user namespace), but can always reopen an fd it holds.
+    pub fifo: std::fs::File,
     pub no_pivot: bool,
     pub preserve_fds: u32,
     pub console: Option<OwnedFd>,
@@ -29,20 +31,30 @@ pub struct InitArgs<'a> {
 
 /// Entry point in the child; never returns.
 pub fn run(a: InitArgs, chan: Channel) -> ! {
-    match story(&a, &chan) {
+    let committed = std::cell::Cell::new(false);
+    match story(&a, &chan, &committed) {
         Ok(e) => {
             // execve returned: report it (the parent is gone by now; the log is all we have).
             log::error!("exec {}: {e}", a.plan.args[0]);
             sys::exit_now(127)
         }
         Err(e) => {
-            let _ = chan.send(&Msg::Failed(e.to_string()));
+            // After `create` has returned nobody listens on the socket: then the log is the
+            // only place left to say why the container never ran. Before that, a vanished
+            // parent reports its own error; ours would be a second, misleading line.
+            if chan.send(&Msg::Failed(e.to_string())).is_err() && committed.get() {
+                log::error!("container init: {e}");
+            }
             sys::exit_now(1)
         }
     }
 }
 
-fn story(a: &InitArgs, chan: &Channel) -> Result<nix::errno::Errno> {
+fn story(
+    a: &InitArgs,
+    chan: &Channel,
+    committed: &std::cell::Cell<bool>,
+) -> Result<nix::errno::Errno> {
     let plan = a.plan;
     // Die with `create` until it has committed the container (a killed create leaves nothing).
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
@@ -62,6 +74,12 @@ fn story(a: &InitArgs, chan: &Channel) -> Result<nix::errno::Errno> {
         Some(Msg::Failed(m)) => return Err(Error::Other(m)),
         _ => sys::exit_now(1),
     };
+    if !plan.ns.bridge && plan.ns.uid_map.is_some() {
+        // Our maps are written: become the namespace's root, so what we create is owned by a
+        // mapped id (an unmapped owner makes the kernel refuse with EOVERFLOW).
+        nix::unistd::setresgid(0.into(), 0.into(), 0.into()).ctx("setresgid", 0)?;
+        nix::unistd::setresuid(0.into(), 0.into(), 0.into()).ctx("setresuid", 0)?;
+    }
     if !plan.ns.bridge {
         for j in &plan.ns.joins {
             log::debug!("join {:?} namespace {}", j.typ, j.path.display());
@@ -86,12 +104,6 @@ fn story(a: &InitArgs, chan: &Channel) -> Result<nix::errno::Errno> {
                 .any(|j| j.nstype == libc::CLONE_NEWUSER),
         hierarchies: &hierarchies,
     })?;
-    // The fifo lives on the host: open it while the host's tree is still reachable.
-    let fifo = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_PATH)
-        .open(&a.fifo)
-        .ctx("open", a.fifo.display())?;
     if plan.runtime_hooks {
         chan.send(&Msg::HooksPlease)?;
         chan.expect(Msg::HooksDone)?;
@@ -102,12 +114,13 @@ fn story(a: &InitArgs, chan: &Channel) -> Result<nix::errno::Errno> {
         hooks.and_then(|h| h.create_container().as_ref()),
         &state.oci_json(Status::Creating),
     )?;
-    rootfs::enter(a.rootfs, a.no_pivot)?;
-    rootfs::finish(a.spec)?;
-    crate::proc_attrs::set_hostname(plan.hostname.as_deref(), plan.domainname.as_deref())?;
+    rootfs::enter(a.spec, a.rootfs, a.no_pivot)?;
+    // Sysctls before /proc/sys becomes read-only.
     for (k, v) in &plan.sysctl {
         crate::proc_attrs::write_sysctl(k, v)?;
     }
+    rootfs::finish(a.spec)?;
+    crate::proc_attrs::set_hostname(plan.hostname.as_deref(), plan.domainname.as_deref())?;
     nix::unistd::setsid().ctx("setsid", "init")?;
     if plan.terminal {
         let sock = a.console.as_ref().ok_or_else(|| {
@@ -116,6 +129,7 @@ fn story(a: &InitArgs, chan: &Channel) -> Result<nix::errno::Errno> {
         crate::tty::setup_console(sock, plan.console_size)?;
     }
     crate::proc_attrs::set_rlimits(&plan.rlimits)?;
+    crate::proc_attrs::set_sched(plan)?;
     // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN: do it while we have it.
     if !plan.no_new_privs {
         if let Some(s) = &plan.seccomp {
@@ -163,7 +177,10 @@ fn story(a: &InitArgs, chan: &Channel) -> Result<nix::errno::Errno> {
         }
     }
     chan.send(&Msg::Committed)?;
-    wait_for_start(&fifo)?;
+    committed.set(true);
+    // Kept open (close-on-exec) until execve: `start` waits for it to close before it runs the
+    // poststart hooks, so they always come after the startContainer hooks and the exec.
+    let _started = wait_for_start(&a.fifo)?;
     crate::hooks::run_all(
         "startContainer",
         hooks.and_then(|h| h.start_container().as_ref()),
@@ -172,8 +189,6 @@ fn story(a: &InitArgs, chan: &Channel) -> Result<nix::errno::Errno> {
     prepare_exec(a)?;
     Ok(sys::execve(&exe, &plan.argv, &envp))
 }
-
-use std::os::unix::fs::OpenOptionsExt;
 
 /// Block until `start` opens the fifo for reading, then tell it we go on. Reopened through
 /// /proc/self/fd because the host path is no longer reachable after the pivot.

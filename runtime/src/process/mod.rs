@@ -13,6 +13,7 @@ use crate::error::{Context, Error, Result};
 use crate::state::{self, ContainerDir, State, Status};
 use crate::sys::{self, Forked};
 use plan::Plan;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use sync::Msg;
 
@@ -103,6 +104,11 @@ fn spawn(
         _ => None,
     };
     let (parent, child) = sync::pair()?;
+    let fifo = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH)
+        .open(dir.fifo())
+        .ctx("open", dir.fifo().display())?;
     let flags = if plan.ns.bridge { 0 } else { plan.ns.new_flags };
     log::debug!(
         "clone the container init (namespace flags {flags:#x}{})",
@@ -115,7 +121,7 @@ fn spawn(
                 spec: &b.spec,
                 bundle: &b.dir,
                 rootfs: &b.rootfs,
-                fifo: dir.fifo(),
+                fifo,
                 no_pivot: o.no_pivot,
                 preserve_fds: o.preserve_fds,
                 console,
@@ -126,6 +132,7 @@ fn spawn(
         Forked::Parent(pid) => pid,
     };
     drop(child);
+    drop(fifo);
     drop(console);
     let pid = if plan.ns.bridge {
         // Record the bridge at once so a failure below still kills it.
@@ -142,6 +149,7 @@ fn spawn(
     dir.save(st)?;
     log::debug!("container init is pid {pid}");
     let mgr = cgroups::manager(&st.cgroup_path, st.systemd_cgroup, &st.id)?;
+    log::debug!("cgroup manager ready for {}", st.cgroup_path.display());
     let res = b.spec.linux().as_ref().and_then(|l| l.resources().as_ref());
     cgroups::join_and_apply(&mgr, &st.cgroup_path, pid, res)?;
     log::debug!(

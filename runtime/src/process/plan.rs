@@ -32,6 +32,9 @@ pub struct Plan {
     pub hostname: Option<String>,
     pub domainname: Option<String>,
     pub sysctl: Vec<(String, String)>,
+    pub personality: Option<libc::c_ulong>,
+    pub ioprio: Option<(i64, i64)>,
+    pub sched: Option<crate::sys::SchedAttr>,
     /// prestart or createRuntime hooks exist: the init must pause for the parent to run them.
     pub runtime_hooks: bool,
 }
@@ -107,7 +110,32 @@ pub fn build(spec: &Spec) -> Result<Plan> {
         .unwrap_or_default();
     sysctl.sort();
     let user = p.user();
+    let personality = linux.and_then(|l| l.personality().as_ref()).map(|pe| {
+        use oci_spec::runtime::LinuxPersonalityDomain as D;
+        match pe.domain() {
+            D::PerLinux => 0x0000,
+            D::PerLinux32 => 0x0008,
+        }
+    });
+    let ioprio = match p.io_priority() {
+        Some(io) => {
+            use oci_spec::runtime::IOPriorityClass as C;
+            let class = match io.class() {
+                C::IoprioClassRt => 1,
+                C::IoprioClassBe => 2,
+                C::IoprioClassIdle => 3,
+            };
+            if !(0..=7).contains(&io.priority()) {
+                return Err(Error::spec("process.ioPriority.priority", format!("{} is not in 0..7", io.priority())));
+            }
+            Some((class, io.priority()))
+        }
+        None => None,
+    };
     Ok(Plan {
+        personality,
+        ioprio,
+        sched: p.scheduler().as_ref().map(sched_attr).transpose()?,
         ns: namespaces::plan(spec)?,
         caps,
         seccomp,
@@ -139,5 +167,44 @@ pub fn build(spec: &Spec) -> Result<Plan> {
                     || h.create_runtime().as_ref().is_some_and(|v| !v.is_empty())
             })
             .unwrap_or(false),
+    })
+}
+
+fn sched_attr(s: &oci_spec::runtime::Scheduler) -> Result<crate::sys::SchedAttr> {
+    use oci_spec::runtime::{LinuxSchedulerFlag as F, LinuxSchedulerPolicy as P};
+    let policy = match s.policy() {
+        P::SchedOther => 0,
+        P::SchedFifo => 1,
+        P::SchedRr => 2,
+        P::SchedBatch => 3,
+        P::SchedIso => 4,
+        P::SchedIdle => 5,
+        P::SchedDeadline => 6,
+    };
+    let mut flags = 0u64;
+    for f in s.flags().as_deref().unwrap_or_default() {
+        flags |= match f {
+            F::SchedResetOnFork => 0x01,
+            F::SchedFlagReclaim => 0x02,
+            F::SchedFlagDLOverrun => 0x04,
+            F::SchedFlagKeepPolicy => 0x08,
+            F::SchedFlagKeepParams => 0x10,
+            F::SchedFlagUtilClampMin => 0x20,
+            F::SchedFlagUtilClampMax => 0x40,
+        };
+    }
+    let nice = s.nice().unwrap_or(0);
+    if !(-20..=19).contains(&nice) {
+        return Err(Error::spec("process.scheduler.nice", format!("{nice} is not in -20..19")));
+    }
+    Ok(crate::sys::SchedAttr {
+        policy,
+        flags,
+        nice,
+        priority: s.priority().unwrap_or(0).max(0) as u32,
+        runtime: s.runtime().unwrap_or(0),
+        deadline: s.deadline().unwrap_or(0),
+        period: s.period().unwrap_or(0),
+        ..Default::default()
     })
 }

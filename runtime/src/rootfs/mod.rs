@@ -41,6 +41,16 @@ pub fn prepare(p: &Prepare) -> Result<()> {
     log::debug!("make / {prop:?} in the container's mount namespace");
     nix::mount::mount(None::<&str>, "/", None::<&str>, prop, None::<&str>)
         .ctx("set propagation of", "/")?;
+    // pivot_root refuses a shared parent mount; private also keeps our bind off the host.
+    let parent = parent_mount(p.rootfs);
+    nix::mount::mount(
+        None::<&str>,
+        parent.as_path(),
+        None::<&str>,
+        MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .ctx("make private", parent.display())?;
     // pivot_root needs the new root to be a mount point.
     nix::mount::mount(
         Some(p.rootfs),
@@ -68,16 +78,50 @@ pub fn prepare(p: &Prepare) -> Result<()> {
     for d in &devs {
         devices::create(root.as_fd(), d, p.bind_devices)?;
     }
-    devices::links(root.as_fd())
+    devices::links(root.as_fd())?;
+    // runc creates a missing process.cwd; so do we (as root, before the user change).
+    if let Some(cwd) = p
+        .spec
+        .process()
+        .as_ref()
+        .map(|pr| pr.cwd())
+        .filter(|c| c.is_absolute())
+    {
+        safe_path::ensure_in_root(root.as_fd(), cwd, false, cwd)?;
+    }
+    Ok(())
 }
 
-/// After createContainer hooks: the pivot.
-pub fn enter(rootfs: &Path, no_pivot: bool) -> Result<()> {
+/// The mount point holding `path`: the longest mountinfo mount point that is a prefix of it.
+fn parent_mount(path: &Path) -> std::path::PathBuf {
+    let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    mi.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|m| std::path::PathBuf::from(m.replace("\\040", " ")))
+        .filter(|m| path.starts_with(m))
+        .max_by_key(|m| m.as_os_str().len())
+        .unwrap_or_else(|| "/".into())
+}
+
+/// After createContainer hooks: the pivot, then `rootfsPropagation` on the new `/` (applying
+/// it before the pivot would reach the host's mounts when they are shared).
+pub fn enter(spec: &Spec, rootfs: &Path, no_pivot: bool) -> Result<()> {
     if no_pivot {
-        pivot::move_root(rootfs)
+        pivot::move_root(rootfs)?;
     } else {
-        pivot::pivot(rootfs)
+        pivot::pivot(rootfs)?;
     }
+    if let Some(w) = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.rootfs_propagation().as_deref())
+        .filter(|w| !w.is_empty())
+    {
+        let flag = mount::propagation(w).unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC);
+        nix::mount::mount(None::<&str>, "/", None::<&str>, flag, None::<&str>)
+            .ctx("set propagation of", "/")?;
+    }
+    Ok(())
 }
 
 /// After the pivot: masked and read-only paths, then the read-only root.

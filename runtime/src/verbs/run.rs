@@ -5,6 +5,7 @@
 use crate::cli::{Cli, RunArgs};
 use crate::error::{Error, Result};
 use crate::process;
+use crate::state::ContainerDir;
 use nix::sys::signal::Signal;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
@@ -29,9 +30,20 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
         return Ok(0);
     }
     let pid = c.state.pid.unwrap_or(0);
+    let id = c.state.id.clone();
+    // Release the lock while we wait: `kill`, `pause` or `delete` from others must not block.
+    drop(c.dir);
     let code = wait_forwarding(pid, &sigs)?;
     if !a.keep {
-        super::delete::delete(c.dir, &c.state)?;
+        match ContainerDir::open(&cli.root, &id) {
+            Ok(dir) => {
+                let st = dir.load().unwrap_or(c.state);
+                super::delete::delete(dir, &st)?;
+            }
+            // Someone deleted it for us (delete --force while we waited).
+            Err(Error::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
     }
     Ok(code)
 }

@@ -72,6 +72,30 @@ pub fn start(dir: &ContainerDir, st: &State) -> Result<()> {
             )));
         }
     }
+    // The init holds its end until execve: wait for the hang-up (or its death).
+    loop {
+        let mut fds = [
+            nix::poll::PollFd::new(fifo.as_fd(), nix::poll::PollFlags::POLLIN),
+            nix::poll::PollFd::new(pidfd.as_fd(), nix::poll::PollFlags::POLLIN),
+        ];
+        match nix::poll::poll(&mut fds, nix::poll::PollTimeout::NONE) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(Error::sys("poll", fifo_path.display(), e)),
+            Ok(_) => {}
+        }
+        let r0 = fds[0].revents().unwrap_or(nix::poll::PollFlags::empty());
+        if r0.contains(nix::poll::PollFlags::POLLHUP)
+            || fds[1].revents().is_some_and(|r| !r.is_empty())
+        {
+            break;
+        }
+        if r0.contains(nix::poll::PollFlags::POLLIN) {
+            let mut b = [0u8; 16];
+            if matches!(fifo.read(&mut b), Ok(0)) {
+                break;
+            }
+        }
+    }
     let _ = std::fs::remove_file(&fifo_path);
     let hooks = dir.config().and_then(|s| s.hooks().clone());
     if let Err(e) = crate::hooks::run_all(

@@ -1,0 +1,22 @@
+//! carte as a library: the runtime's modules, for the `carte` binary, the fuzz targets and tests.
+//! Nothing here is a stable API; the command line is.
+
+pub mod bundle;
+pub mod caps;
+pub mod cgroups;
+pub mod cli;
+pub mod error;
+pub mod hooks;
+pub mod log;
+pub mod namespaces;
+pub mod proc_attrs;
+pub mod process;
+pub mod rootfs;
+pub mod seccomp;
+pub mod signals;
+pub mod state;
+pub mod sys;
+pub mod teardown;
+pub mod tty;
+pub mod validate;
+pub mod verbs;

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The project's test command (`make test`, and `.ci/run`): install what the tests need, build the
+# release binaries and the static probe, run every cargo test (unit + integration, as root), then
+# the conformance suite against carte. Ends with one summary line: `all: N passed, N failed, N skipped`.
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+log=target/test-logs
+mkdir -p "$log"
+
+"$root/tests/setup.sh" || exit 1
+echo "== build"
+cargo build --release --workspace --bins 2>&1 | tail -n 3 || exit 1
+RUSTFLAGS="-C target-feature=+crt-static" cargo build --release -q -p carte-conformance --bin carte-probe \
+    --target "$(rustc -vV | sed -n 's/^host: //p')" || exit 1
+"$root/tests/images.sh" target/images || exit 1
+
+echo "== cargo test (unit and integration, release profile)"
+# --lib --bins --tests: no doc tests (there are none; their empty summaries would only add noise).
+cargo test --release --workspace --no-fail-fast --lib --bins --tests 2>&1 | tee "$log/cargo-test.log"
+cargo_rc=${PIPESTATUS[0]}
+
+echo "== conformance (carte)"
+target/release/carte-conformance --runtime target/release/carte 2>&1 | tee "$log/conformance.log"
+conf_rc=${PIPESTATUS[0]}
+
+# One closing line over everything that ran.
+awk '
+  /^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
+  /^carte: [0-9]+ passed, [0-9]+ failed/ { p += $2; f += $4; s += $6 }
+  END { printf "all: %d passed, %d failed, %d skipped\n", p, f, s }
+' "$log/cargo-test.log" "$log/conformance.log"
+[ "$cargo_rc" -eq 0 ] && [ "$conf_rc" -eq 0 ]

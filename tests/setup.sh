@@ -1,0 +1,34 @@
+#!/bin/sh
+# Installs what the integration tests need, when missing. Idempotent; safe with CI=true and no stdin.
+#   busybox-static  /bin/busybox, copied into every test bundle's rootfs
+#   runc            the reference runtime (CARTE_BIN=/usr/sbin/runc runs the suite against it)
+#   iproute2        `ip netns add` for the join-a-network-namespace test
+#   util-linux      mount/umount used by the rbind and audit self-tests
+#   umoci, skopeo   build the busybox image archives (tests/images.sh) and the carte-bundle comparisons
+#   golang-github-containers-common   podman's default seccomp profile, /usr/share/containers/seccomp.json
+set -eu
+
+packages="busybox-static runc iproute2 util-linux umoci skopeo golang-github-containers-common"
+
+missing=""
+for pkg in $packages; do
+    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+        missing="$missing $pkg"
+    fi
+done
+
+if [ -z "$missing" ]; then
+    echo "setup.sh: test dependencies present ($packages)"
+    exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "setup.sh: missing packages:$missing (run as root to install them)" >&2
+    exit 1
+fi
+
+echo "setup.sh: installing$missing"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq </dev/null
+# shellcheck disable=SC2086  # word splitting of the package list is intended
+apt-get install -y -qq --no-install-recommends $missing </dev/null

@@ -1,0 +1,115 @@
+//! Resources land in the host's cgroup files (v1, hybrid or v2), the default cgroup path, and cgroup removal.
+
+use carte_tests::*;
+
+/// cgroup v2 `cpu.weight` for v1 `cpu.shares`, as runc and crun convert it.
+fn shares_to_weight(shares: u64) -> u64 {
+    1 + ((shares - 2) * 9999) / 262142
+}
+
+#[test]
+fn resources_reach_the_host_cgroup_files() {
+    let Some(ctx) = Ctx::new() else { return };
+    let id = ctx.id("limits");
+    let cg = format!("/carte-test/{id}");
+    let mut b = ctx.bundle();
+    b.args(&["sleep", "1000"]);
+    b.cgroups_path(&cg);
+    b.resource("memory", json!({"limit": 64 * 1024 * 1024}));
+    b.resource(
+        "cpu",
+        json!({"shares": 512, "quota": 50000, "period": 100000}),
+    );
+    b.resource("pids", json!({"limit": 42}));
+    ctx.rt.create(&id, &b, &[]).ok();
+
+    let read = |ctrl: &str, v1: &str, v2: &str| match cgroups::read_limit(ctrl, &cg, v1, v2) {
+        Some(v) => v,
+        None => panic!("cannot read {ctrl} limit of {cg}"),
+    };
+    let (_, mem) = read("memory", "memory.limit_in_bytes", "memory.max");
+    assert_eq!(mem, "67108864");
+    let (v2, shares) = read("cpu", "cpu.shares", "cpu.weight");
+    let want = if v2 { shares_to_weight(512) } else { 512 };
+    assert_eq!(shares, want.to_string());
+    let (v2, quota) = read("cpu", "cpu.cfs_quota_us", "cpu.max");
+    if v2 {
+        assert_eq!(quota, "50000 100000");
+    } else {
+        assert_eq!(quota, "50000");
+        assert_eq!(read("cpu", "cpu.cfs_period_us", "cpu.max").1, "100000");
+    }
+    assert_eq!(read("pids", "pids.max", "pids.max").1, "42");
+
+    // The init is a member of the container's cgroup in every hierarchy that holds a limited controller.
+    let pid = ctx.rt.state(&id)["pid"].as_i64().unwrap_or(0);
+    for ctrl in ["memory", "cpu", "pids"] {
+        assert_eq!(
+            cgroups::path_of(pid, ctrl).as_deref(),
+            Some(cg.as_str()),
+            "{ctrl}"
+        );
+    }
+    ctx.rt.delete_force(&id).ok();
+    assert!(
+        cgroups::dirs_matching(&id).is_empty(),
+        "cgroup left after delete"
+    );
+}
+
+#[test]
+fn pids_limit_is_enforced() {
+    let Some(ctx) = Ctx::new() else { return };
+    // Eight background sleeps need nine tasks: a limit of 20 allows them, a limit of 4 makes a fork fail
+    // (busybox sh then exits with "can't fork").
+    let script = "i=0; while [ $i -lt 8 ]; do sleep 5 & i=$((i+1)); done; echo forked-all";
+    for (limit, fits) in [(20, true), (4, false)] {
+        let id = ctx.id("pidsmax");
+        let mut b = ctx.bundle();
+        b.cgroups_path(&format!("/carte-test/{id}"));
+        b.resource("pids", json!({ "limit": limit }));
+        b.sh(script);
+        let out = ctx.rt.run(&id, &b, &[]);
+        if fits {
+            assert_eq!(out.ok().stdout, "forked-all\n");
+        } else {
+            assert!(!out.success() && out.stderr.contains("fork"), "{out}");
+        }
+    }
+}
+
+#[test]
+fn default_cgroup_path_uses_the_id() {
+    let Some(ctx) = Ctx::new() else { return };
+    let id = ctx.id("cgdefault");
+    let mut b = ctx.bundle();
+    b.args(&["sleep", "1000"]);
+    ctx.rt.create(&id, &b, &[]).ok();
+    let pid = ctx.rt.state(&id)["pid"].as_i64().unwrap_or(0);
+    let path = cgroups::path_of(pid, "pids").unwrap_or_default();
+    let suffix = if is_carte() {
+        format!("/carte/{id}")
+    } else {
+        format!("/{id}")
+    };
+    assert!(
+        path.ends_with(&suffix),
+        "cgroup {path:?} does not end with {suffix}"
+    );
+}
+
+#[test]
+fn cgroup_namespace_hides_the_host_path() {
+    let Some(ctx) = Ctx::new() else { return };
+    let id = ctx.id("cgns");
+    let mut b = ctx.bundle();
+    b.namespace("cgroup", None);
+    b.cgroups_path(&format!("/carte-test/{id}"));
+    let out = ctx.rt.run_sh(&id, &mut b, "cat /proc/self/cgroup");
+    for line in out.lines() {
+        assert!(
+            line.ends_with(":/"),
+            "cgroup path visible inside a cgroup namespace: {out}"
+        );
+    }
+}
