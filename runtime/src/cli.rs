@@ -54,6 +54,24 @@ pub enum Verb {
     Run(RunArgs),
     /// List containers
     List(ListArgs),
+    /// Run a process in a running container
+    Exec(ExecArgs),
+    /// List the processes of a container
+    Ps(PsArgs),
+    /// Freeze every process of a container
+    Pause(IdArg),
+    /// Thaw a paused container
+    Resume(IdArg),
+    /// Change a container's resource limits
+    Update(UpdateArgs),
+    /// Stream a container's events or print its stats
+    Events(EventsArgs),
+    /// Print what this runtime supports (runtime-spec features.md)
+    Features,
+    /// Stop a container: its stop signal, a grace period, then SIGKILL
+    Stop(crate::verbs::stop::StopArgs),
+    /// Network a container through CNI plugins (for use as OCI hooks)
+    Net(crate::verbs::net::NetArgs),
 }
 
 #[derive(Args, Debug)]
@@ -136,4 +154,110 @@ pub struct ListArgs {
     /// Print only the container ids
     #[arg(short, long)]
     pub quiet: bool,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct ExecArgs {
+    pub id: String,
+    /// The command and its arguments (unless --process is given)
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+    /// A process.json (runtime-spec Process) describing what to run
+    #[arg(short, long)]
+    pub process: Option<PathBuf>,
+    /// Return once the process has started
+    #[arg(short, long)]
+    pub detach: bool,
+    #[arg(long = "pid-file")]
+    pub pid_file: Option<PathBuf>,
+    #[arg(long = "console-socket")]
+    pub console_socket: Option<PathBuf>,
+    /// Allocate a pseudo-terminal
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Working directory inside the container
+    #[arg(long)]
+    pub cwd: Option<PathBuf>,
+    /// Set an environment variable (KEY=VALUE)
+    #[arg(short, long)]
+    pub env: Vec<String>,
+    /// uid[:gid] to run as
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Additional group ids
+    #[arg(short = 'g', long = "additional-gids", value_delimiter = ',')]
+    pub additional_gids: Vec<u32>,
+    /// Add a capability to the process's bounding, effective and permitted sets
+    #[arg(short, long)]
+    pub cap: Vec<String>,
+    #[arg(long = "no-new-privs")]
+    pub no_new_privs: bool,
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    pub preserve_fds: u32,
+    /// Allow exec into a paused container
+    #[arg(long = "ignore-paused")]
+    pub ignore_paused: bool,
+    /// Accepted for runc compatibility (AppArmor is not available on this host kind)
+    #[arg(long)]
+    pub apparmor: Option<String>,
+    /// Accepted for runc compatibility
+    #[arg(long = "process-label")]
+    pub process_label: Option<String>,
+    /// Accepted for runc compatibility
+    #[arg(long)]
+    pub cgroup: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct PsArgs {
+    pub id: String,
+    /// table or json (a JSON array of host pids)
+    #[arg(short, long, default_value = "table", value_parser = ["table", "json"])]
+    pub format: String,
+    /// Arguments for ps(1) in table format
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub ps_args: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct UpdateArgs {
+    pub id: String,
+    /// A LinuxResources JSON file, or - for stdin
+    #[arg(short, long)]
+    pub resources: Option<PathBuf>,
+    #[arg(long)]
+    pub memory: Option<String>,
+    #[arg(long = "memory-reservation")]
+    pub memory_reservation: Option<String>,
+    #[arg(long = "memory-swap")]
+    pub memory_swap: Option<String>,
+    #[arg(long = "cpu-quota")]
+    pub cpu_quota: Option<i64>,
+    #[arg(long = "cpu-period")]
+    pub cpu_period: Option<u64>,
+    #[arg(long = "cpu-shares")]
+    pub cpu_shares: Option<u64>,
+    #[arg(long = "cpu-rt-period")]
+    pub cpu_rt_period: Option<u64>,
+    #[arg(long = "cpu-rt-runtime")]
+    pub cpu_rt_runtime: Option<i64>,
+    #[arg(long = "cpuset-cpus")]
+    pub cpuset_cpus: Option<String>,
+    #[arg(long = "cpuset-mems")]
+    pub cpuset_mems: Option<String>,
+    #[arg(long = "pids-limit")]
+    pub pids_limit: Option<i64>,
+    #[arg(long = "blkio-weight")]
+    pub blkio_weight: Option<u16>,
+}
+
+#[derive(Args, Debug)]
+pub struct EventsArgs {
+    pub id: String,
+    /// Print one stats event and exit
+    #[arg(long)]
+    pub stats: bool,
+    /// Interval between stats events (e.g. 5s, 500ms)
+    #[arg(long, default_value = "5s")]
+    pub interval: String,
 }

@@ -13,6 +13,7 @@ pub mod proc_attrs;
 pub mod process;
 pub mod rootfs;
 pub mod seccomp;
+pub mod selfexe;
 pub mod signals;
 pub mod state;
 pub mod sys;

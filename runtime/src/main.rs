@@ -27,6 +27,13 @@ fn main() {
         eprintln!("carte: no command given; see `carte --help`");
         std::process::exit(2);
     };
+    // The processes that enter a container run from a protected copy of this binary.
+    if matches!(verb, Verb::Create(_) | Verb::Run(_) | Verb::Exec(_)) {
+        if let Err(e) = carte::selfexe::protect() {
+            ::log::error!("{e}");
+            std::process::exit(1);
+        }
+    }
     let res = match verb {
         Verb::Spec(a) => verbs::spec::run(&cli, a),
         Verb::Create(a) => verbs::create::run(&cli, a),
@@ -36,6 +43,15 @@ fn main() {
         Verb::Delete(a) => verbs::delete::run(&cli, a),
         Verb::Run(a) => verbs::run::run(&cli, a),
         Verb::List(a) => verbs::list::run(&cli, a),
+        Verb::Exec(a) => verbs::exec::run(&cli, a),
+        Verb::Ps(a) => verbs::ps::run(&cli, a),
+        Verb::Pause(a) => verbs::pause::run(&cli, a, true),
+        Verb::Resume(a) => verbs::pause::run(&cli, a, false),
+        Verb::Update(a) => verbs::update::run(&cli, a),
+        Verb::Events(a) => verbs::events::run(&cli, a),
+        Verb::Features => verbs::features::run(&cli),
+        Verb::Stop(a) => verbs::stop::run(&cli, a),
+        Verb::Net(a) => verbs::net::run(&cli, a),
     };
     match res {
         Ok(code) => std::process::exit(code),

@@ -3,12 +3,20 @@
 
 pub mod create;
 pub mod delete;
+pub mod events;
+pub mod exec;
+pub mod features;
 pub mod kill;
 pub mod list;
+pub mod net;
+pub mod pause;
+pub mod ps;
 pub mod run;
 pub mod spec;
 pub mod start;
 pub mod state;
+pub mod stop;
+pub mod update;
 
 use crate::error::{Error, Result};
 use crate::state::{ContainerDir, State};
