@@ -46,3 +46,22 @@ bench: build
 
 clean:
 	$(CARGO) clean
+
+# Reliability under faults at full counts (issue 9): 1,000-lifecycle soak, SIGKILL sweeps of create/run -d/
+# start/delete, 10 race rounds, every corrupt-state case, 2,000 garbage configs; prints the figures.
+.PHONY: soak fuzz
+soak: build
+	CARTE_SOAK=1 $(CARGO) test --release -p carte-tests --test reliability -- --nocapture --test-threads 1
+
+# libFuzzer targets (cargo-fuzz on the nightly toolchain; `cargo install cargo-fuzz`), FUZZ_SECONDS each.
+# New corpus entries go to */fuzz/corpus/ (not committed); crash inputs to */fuzz/artifacts/. A fixed crash input
+# is committed in */fuzz/seeds/<target>/, which every run replays first.
+FUZZ_SECONDS ?= 60
+FUZZ_TOOLCHAIN ?= +nightly
+fuzz:
+	set -e; cd runtime/fuzz && for t in config seccomp mount_options; do \
+	    mkdir -p corpus/$$t; \
+	    cargo $(FUZZ_TOOLCHAIN) fuzz run -O $$t corpus/$$t seeds/$$t -- -max_total_time=$(FUZZ_SECONDS); \
+	done
+	set -e; cd bundle-tools/fuzz && mkdir -p corpus/tar_confine && \
+	    cargo $(FUZZ_TOOLCHAIN) fuzz run -O tar_confine corpus/tar_confine seeds/tar_confine -- -max_total_time=$(FUZZ_SECONDS)

@@ -8,7 +8,7 @@
 #   golang-github-containers-common   podman's default seccomp profile, /usr/share/containers/seccomp.json
 set -eu
 
-packages="busybox-static runc iproute2 util-linux umoci skopeo golang-github-containers-common"
+packages="busybox-static runc iproute2 util-linux umoci skopeo golang-github-containers-common containerd podman conmon"
 
 missing=""
 for pkg in $packages; do

@@ -58,6 +58,13 @@ pub enum Command {
         /// Replace the rootfs and config.json of a non-empty bundle directory.
         #[arg(short, long)]
         force: bool,
+        /// Network the container through CNI: add `carte net` hooks for network NAME (default: carte, the
+        /// carte0 bridge) and a network namespace. The hooks run the `carte` next to carte-bundle (or in PATH).
+        #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = "carte")]
+        net: Option<String>,
+        /// The carte state root the --net hooks keep their CNI results under (carte's --root).
+        #[arg(long = "net-root", value_name = "DIR", default_value = "/run/carte", requires = "net")]
+        net_root: PathBuf,
         /// Replace the image's Cmd (after its Entrypoint); everything after --args is taken as is.
         #[arg(long, num_args = 1.., allow_hyphen_values = true)]
         args: Option<Vec<String>>,

@@ -1,6 +1,7 @@
 //! Image config → runtime config.json, following the OCI image spec's conversion.md on top of `spec::default_spec`.
 
 use serde_json::{json, Map, Value};
+use std::path::PathBuf;
 
 use crate::confine::Root;
 use crate::error::{Error, Result};
@@ -19,6 +20,82 @@ pub struct ConvertOptions {
     pub rootless: bool,
     pub uid_map: Vec<IdMap>,
     pub gid_map: Vec<IdMap>,
+    /// `--net`: network the container through `carte net` hooks.
+    pub net: Option<NetHooks>,
+}
+
+/// What `--net` writes: hooks running `CARTE --root ROOT net add|del NETWORK` (the same hooks
+/// `carte spec --net` writes; hooks are runtime-agnostic, so the bundle networks under runc too).
+#[derive(Debug, Clone)]
+pub struct NetHooks {
+    pub network: String,
+    /// The carte binary the hooks run (absolute).
+    pub carte: PathBuf,
+    /// carte's state root, where `carte net` caches the CNI results between add and del.
+    pub root: PathBuf,
+}
+
+impl NetHooks {
+    /// Locate carte (next to this binary, else in PATH) and check the network name (CNI's rule).
+    pub fn new(network: String, root: PathBuf) -> Result<NetHooks> {
+        let ok = network.len() <= 200
+            && network.bytes().next().is_some_and(|c| c.is_ascii_alphanumeric())
+            && network
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(&c));
+        if !ok {
+            return Err(Error::Convert(format!(
+                "--net {network:?}: network names are letters, digits and _.-"
+            )));
+        }
+        if !root.is_absolute() {
+            return Err(Error::Convert(format!(
+                "--net-root {}: must be an absolute path",
+                root.display()
+            )));
+        }
+        let beside = std::env::current_exe()
+            .ok()
+            .and_then(|e| e.parent().map(|d| d.join("carte")));
+        let in_path = std::env::var_os("PATH").and_then(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("carte"))
+                .find(|c| c.is_file())
+        });
+        let carte = beside
+            .filter(|c| c.is_file())
+            .or(in_path)
+            .ok_or_else(|| {
+                Error::Convert("--net: no `carte` binary next to carte-bundle or in PATH".into())
+            })?;
+        Ok(NetHooks {
+            network,
+            carte,
+            root,
+        })
+    }
+
+    fn hook(&self, action: &str) -> Value {
+        json!({
+            "path": self.carte,
+            "args": ["carte", "--root", self.root, "net", action, self.network],
+            "env": [spec::DEFAULT_PATH],
+            "timeout": 120
+        })
+    }
+
+    /// Add the createRuntime/poststop hooks (and a network namespace, already in the default spec).
+    fn apply(&self, out: &mut Value) {
+        if let Some(ns) = out["linux"]["namespaces"].as_array_mut() {
+            if !ns.iter().any(|n| n["type"] == "network") {
+                ns.push(json!({"type": "network"}));
+            }
+        }
+        out["hooks"] = json!({
+            "createRuntime": [self.hook("add")],
+            "poststop": [self.hook("del")],
+        });
+    }
 }
 
 fn var_name(kv: &str) -> &str {
@@ -50,6 +127,11 @@ pub fn process_args(img: &Image, opts: &ConvertOptions) -> Result<Vec<String>> {
             "image os is `{}`, only linux images can run",
             cfg.os
         )));
+    }
+    if opts.net.is_some() && opts.rootless {
+        return Err(Error::Convert(
+            "--net needs root (CNI plugins configure the host): drop --rootless".into(),
+        ));
     }
     let exec = cfg.config.clone().unwrap_or_default();
     let mut args = exec.entrypoint.unwrap_or_default();
@@ -142,6 +224,9 @@ pub fn runtime_config(img: &Image, rootfs: &Root, opts: &ConvertOptions) -> Resu
                 mounts.push(json!({"destination": v, "type": "tmpfs", "source": "tmpfs", "options": ["rw", "nosuid", "nodev", "relatime", "mode=755"]}));
             }
         }
+    }
+    if let Some(net) = &opts.net {
+        net.apply(&mut out);
     }
     out["annotations"] = Value::Object(annotations(img, &exec));
     Ok(out)

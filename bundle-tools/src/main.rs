@@ -38,6 +38,8 @@ fn run(cli: Cli) -> Result<(), Error> {
             env,
             force,
             args,
+            net,
+            net_root,
         } => {
             let opts = UnpackOptions {
                 image,
@@ -51,6 +53,9 @@ fn run(cli: Cli) -> Result<(), Error> {
                     rootless,
                     uid_map,
                     gid_map,
+                    net: net
+                        .map(|network| carte_bundle::convert::NetHooks::new(network, net_root))
+                        .transpose()?,
                 },
             };
             let report = carte_bundle::unpack(&archive, &bundle_dir, &opts)?;

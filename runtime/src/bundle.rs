@@ -29,18 +29,28 @@ pub fn parse_spec(raw: &[u8], file: &str) -> Result<Spec> {
         let path = e.path().to_string();
         Error::InvalidSpec {
             file: file.to_string(),
-            field: if path == "." { "(document)".into() } else { path },
+            field: if path == "." {
+                "(document)".into()
+            } else {
+                path
+            },
             reason: e.into_inner().to_string(),
         }
     })
 }
 
 fn drop_unknown_caps(v: &mut serde_json::Value) {
-    let Some(caps) = v.pointer_mut("/process/capabilities").and_then(|c| c.as_object_mut()) else { return };
+    let Some(caps) = v
+        .pointer_mut("/process/capabilities")
+        .and_then(|c| c.as_object_mut())
+    else {
+        return;
+    };
     for (set, list) in caps.iter_mut() {
         if let Some(arr) = list.as_array_mut() {
             arr.retain(|c| {
-                let known = serde_json::from_value::<oci_spec::runtime::Capability>(c.clone()).is_ok();
+                let known =
+                    serde_json::from_value::<oci_spec::runtime::Capability>(c.clone()).is_ok();
                 if !known {
                     log::warn!("process.capabilities.{set}: unknown capability {c} ignored");
                 }

@@ -42,7 +42,40 @@ fn cg_err(op: &str, path: &Path, e: impl std::fmt::Display) -> Error {
     }
 }
 
+/// A cgroupfs path must name a cgroup of its own below the hierarchy's root: `/`, an empty path or
+/// one with `.`/`..` components would make teardown kill and remove whatever that resolves to —
+/// with `/`, every process on the host. systemd paths (`slice:prefix:name`) are checked by systemd.
+pub fn check_path(path: &Path, systemd: bool) -> Result<()> {
+    use std::path::Component;
+    if systemd {
+        return Ok(());
+    }
+    let mut normal = 0;
+    for c in path.components() {
+        match c {
+            Component::RootDir => {}
+            Component::Normal(_) => normal += 1,
+            _ => {
+                return Err(cg_err(
+                    "use",
+                    path,
+                    "`.` and `..` are not allowed in linux.cgroupsPath",
+                ))
+            }
+        }
+    }
+    if normal == 0 {
+        return Err(cg_err(
+            "use",
+            path,
+            "the root cgroup cannot be a container's",
+        ));
+    }
+    Ok(())
+}
+
 pub fn manager(path: &Path, systemd: bool, id: &str) -> Result<AnyCgroupManager> {
+    check_path(path, systemd)?;
     create_cgroup_manager(CgroupConfig {
         cgroup_path: path.to_path_buf(),
         systemd_cgroup: systemd,
@@ -93,6 +126,10 @@ pub fn freeze(mgr: &AnyCgroupManager, path: &Path, frozen: bool) -> Result<()> {
 
 /// Every pid in the container's cgroup (empty when the cgroup is gone).
 pub fn pids(path: &Path) -> Vec<i32> {
+    // Never list (and so never kill) the processes of the root or of a cgroup outside the path.
+    if check_path(path, false).is_err() {
+        return vec![];
+    }
     for dir in cgroup_dirs(path) {
         if let Ok(s) = std::fs::read_to_string(dir.join("cgroup.procs")) {
             return s.lines().filter_map(|l| l.trim().parse().ok()).collect();
@@ -137,6 +174,10 @@ pub fn is_frozen(path: &Path) -> bool {
 /// Kill what is left, then remove the cgroup, retrying while the kernel still says EBUSY (a
 /// dying task keeps the directory busy for a moment). Each failed attempt is logged.
 pub fn destroy(path: &Path, systemd: bool, id: &str) -> Result<()> {
+    // A path create refused was never made: nothing to remove.
+    if check_path(path, systemd).is_err() {
+        return Ok(());
+    }
     if !systemd && cgroup_dirs(path).iter().all(|d| !d.exists()) {
         return Ok(());
     }
@@ -184,6 +225,17 @@ fn remove_default_parent(path: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_proper_subgroup_is_accepted() {
+        for bad in ["/", "", "/..", "/a/../..", "a/./b", "/carte/../../x", "//"] {
+            assert!(check_path(Path::new(bad), false).is_err(), "{bad:?}");
+            assert!(pids(Path::new(bad)).is_empty(), "{bad:?}");
+        }
+        for ok in ["/carte/c1", "c1", "/a/b/c", "/a.b/..c"] {
+            assert!(check_path(Path::new(ok), false).is_ok(), "{ok:?}");
+        }
+    }
 
     #[test]
     fn default_paths() {

@@ -87,6 +87,9 @@ pub struct SpecArgs {
     /// Write a spec for a rootless container
     #[arg(long)]
     pub rootless: bool,
+    /// Add `carte net` hooks (createRuntime add, poststop del) for network NAME (default: carte)
+    #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = "carte")]
+    pub net: Option<String>,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -9,6 +9,7 @@ pub mod error;
 pub mod hooks;
 pub mod log;
 pub mod namespaces;
+pub mod net;
 pub mod proc_attrs;
 pub mod process;
 pub mod rootfs;

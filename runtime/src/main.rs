@@ -1,6 +1,5 @@
 //! `carte`: parse the command line, set up logging, run one verb, report its error once.
 
-
 use carte::cli::{Cli, Verb};
 use carte::{log, verbs};
 use clap::Parser;

@@ -39,15 +39,21 @@ pub fn set_rlimits(limits: &[(libc::c_int, u64, u64, String)]) -> Result<()> {
 
 /// `linux.personality`, `process.ioPriority` and `process.scheduler`, while we still hold the
 /// capabilities a real-time policy needs.
-pub fn set_sched(plan: &crate::process::plan::Plan) -> Result<()> {
+pub fn set_sched(plan: &crate::process::plan::ProcPlan) -> Result<()> {
     if let Some(p) = plan.personality {
         crate::sys::personality(p).ctx("personality", format!("{p:#x}"))?;
     }
     if let Some((class, level)) = plan.ioprio {
-        crate::sys::ioprio_set(class, level).ctx("ioprio_set", format!("class {class} level {level}"))?;
+        crate::sys::ioprio_set(class, level)
+            .ctx("ioprio_set", format!("class {class} level {level}"))?;
     }
     if let Some(s) = &plan.sched {
-        log::debug!("scheduler policy {} nice {} priority {}", s.policy, s.nice, s.priority);
+        log::debug!(
+            "scheduler policy {} nice {} priority {}",
+            s.policy,
+            s.nice,
+            s.priority
+        );
         crate::sys::sched_setattr(s).ctx("sched_setattr", format!("policy {}", s.policy))?;
     }
     Ok(())

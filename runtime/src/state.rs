@@ -148,20 +148,22 @@ impl ContainerDir {
     pub fn claim(root: &Path, state: &State, config_json: &[u8]) -> Result<ContainerDir> {
         validate_id(&state.id)?;
         ensure_root(root)?;
+        sweep_stale(root, &state.id);
         let final_path = root.join(&state.id);
         if final_path.exists() {
             return Err(Error::Exists {
                 id: state.id.clone(),
             });
         }
-        let tmp = root.join(format!(".new-{}-{}", state.id, std::process::id()));
+        let tmp = root.join(format!("{CLAIM_PREFIX}{}-{}", state.id, std::process::id()));
         std::fs::DirBuilder::new()
             .mode(0o700)
             .create(&tmp)
             .ctx("create state dir", tmp.display())?;
         let build = || -> Result<ContainerDir> {
             let f = File::open(&tmp).ctx("open state dir", tmp.display())?;
-            let lock = Flock::lock(f, FlockArg::LockExclusive).map_err(|(_, e)| Error::sys("lock state dir", tmp.display(), e))?;
+            let lock = Flock::lock(f, FlockArg::LockExclusive)
+                .map_err(|(_, e)| Error::sys("lock state dir", tmp.display(), e))?;
             let dir = ContainerDir {
                 id: state.id.clone(),
                 path: tmp.clone(),
@@ -219,7 +221,8 @@ impl ContainerDir {
             }
             Err(e) => return Err(Error::io("open state dir", &path, e)),
         };
-        let lock = Flock::lock(lock, FlockArg::LockExclusive).map_err(|(_, e)| Error::sys("lock state dir", path.display(), e))?;
+        let lock = Flock::lock(lock, FlockArg::LockExclusive)
+            .map_err(|(_, e)| Error::sys("lock state dir", path.display(), e))?;
         // The previous holder may have deleted the container while we waited for the lock.
         let meta = lock.metadata().ctx("stat state dir", path.display())?;
         if meta.nlink() == 0 {
@@ -256,14 +259,65 @@ impl ContainerDir {
         self.path.join(EXEC_FIFO)
     }
 
-    /// Remove the directory (the lock goes with our fd when `self` drops).
+    /// Remove the directory (the lock goes with our fd when `self` drops). It is first renamed to a
+    /// hidden name, so the container disappears at once for every reader: nobody ever sees a
+    /// half-removed directory (a `state` racing a `delete` either finds the whole container or none),
+    /// and a delete killed half-way leaves only a hidden directory that [`sweep_stale`] removes.
     pub fn remove(self) -> Result<()> {
-        match std::fs::remove_dir_all(&self.path) {
+        let doomed =
+            self.path
+                .with_file_name(format!("{DOOMED_PREFIX}{}-{}", self.id, std::process::id()));
+        let path = match std::fs::rename(&self.path, &doomed) {
+            Ok(()) => doomed,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            // Renaming is a nicety; removing in place still removes everything.
+            Err(_) => self.path.clone(),
+        };
+        match std::fs::remove_dir_all(&path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::io("remove state dir", &self.path, e)),
+            Err(e) => Err(Error::io("remove state dir", &path, e)),
         }
     }
+}
+
+/// Hidden directories of a container being made (`.new-ID-PID`) or removed (`.dead-ID-PID`).
+const CLAIM_PREFIX: &str = ".new-";
+const DOOMED_PREFIX: &str = ".dead-";
+
+/// Remove the hidden claim and removal directories of `id` whose owner process is gone: what a
+/// `create` or `delete` killed between two steps leaves. They never hold a cgroup or a process
+/// (the claim is renamed into place before anything is made; the removal starts after teardown),
+/// so deleting them is all the cleanup they need. A directory whose owner lives is left alone.
+pub fn sweep_stale(root: &Path, id: &str) {
+    let Ok(rd) = std::fs::read_dir(root) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let Some(pid) = stale_owner(&name.to_string_lossy(), id) else {
+            continue;
+        };
+        // ESRCH: no such process. A recycled pid keeps the directory until the next sweep.
+        if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
+            == Err(nix::errno::Errno::ESRCH)
+        {
+            log::debug!("remove stale {}", e.path().display());
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+/// The owner pid of a hidden directory name made for exactly `id`, if `name` is one.
+fn stale_owner(name: &str, id: &str) -> Option<i32> {
+    let rest = name
+        .strip_prefix(CLAIM_PREFIX)
+        .or_else(|| name.strip_prefix(DOOMED_PREFIX))?;
+    let (owner_id, pid) = rest.rsplit_once('-')?;
+    if owner_id != id {
+        return None;
+    }
+    pid.parse().ok().filter(|p: &i32| *p > 0)
 }
 
 pub fn load_state(dir: &Path) -> Result<State> {
@@ -348,6 +402,17 @@ mod tests {
         for bad in ["", ".", "..", "a/b", "a b", "x\0", "é"] {
             assert!(validate_id(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn stale_dirs_are_matched_to_exactly_their_id() {
+        assert_eq!(stale_owner(".new-c1-42", "c1"), Some(42));
+        assert_eq!(stale_owner(".dead-c-1-42", "c-1"), Some(42));
+        assert_eq!(stale_owner(".new-c-1-42", "c"), None);
+        assert_eq!(stale_owner(".new-c1-x", "c1"), None);
+        assert_eq!(stale_owner(".new-c1-0", "c1"), None);
+        assert_eq!(stale_owner("c1", "c1"), None);
+        assert_eq!(stale_owner(".other-c1-42", "c1"), None);
     }
 
     #[test]

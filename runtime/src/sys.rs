@@ -249,7 +249,8 @@ pub fn ioprio_set(class: i64, level: i64) -> Result<(), Errno> {
     const IOPRIO_WHO_PROCESS: libc::c_int = 1;
     let prio = (class << 13) | level;
     // SAFETY: integer arguments.
-    Errno::result(unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, prio) }).map(drop)
+    Errno::result(unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, prio) })
+        .map(drop)
 }
 
 /// `struct sched_attr` of sched_setattr(2).
@@ -271,5 +272,94 @@ pub fn sched_setattr(attr: &SchedAttr) -> Result<(), Errno> {
     let mut a = *attr;
     a.size = std::mem::size_of::<SchedAttr>() as u32;
     // SAFETY: `a` is a valid sched_attr whose size field matches its layout.
-    Errno::result(unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &a as *const SchedAttr, 0) }).map(drop)
+    Errno::result(unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &a as *const SchedAttr, 0) })
+        .map(drop)
+}
+
+/// `open_tree(2)` with `OPEN_TREE_CLONE`: a detached bind mount of `path` (here: our own binary),
+/// reachable only through the returned fd, so it never appears in any mount table.
+pub fn open_tree_clone(path: &Path) -> Result<OwnedFd, Errno> {
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    const OPEN_TREE_CLOEXEC: libc::c_uint = libc::O_CLOEXEC as libc::c_uint;
+    let c = cstr(path)?;
+    // SAFETY: `c` outlives the call; the other arguments are integers.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC,
+        )
+    };
+    Errno::result(ret).map(|fd| own(fd as RawFd))
+}
+
+/// `struct mount_attr` of mount_setattr(2).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
+pub const MOUNT_ATTR_NOSUID: u64 = 0x2;
+pub const MOUNT_ATTR_NODEV: u64 = 0x4;
+
+/// `mount_setattr(fd, "", AT_EMPTY_PATH, {attr_set})`: change the flags of the mount `fd` names
+/// (a detached one from `open_tree_clone`).
+pub fn mount_setattr(fd: BorrowedFd, attr_set: u64) -> Result<(), Errno> {
+    let attr = MountAttr {
+        attr_set,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: the empty C string and `attr` outlive the call; the size matches the struct.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    Errno::result(ret).map(drop)
+}
+
+/// `memfd_create(2)`; `exec` asks for MFD_EXEC (kernels with vm.memfd_noexec want it said).
+pub fn memfd_create(name: &std::ffi::CStr, exec: bool) -> Result<OwnedFd, Errno> {
+    const MFD_EXEC: libc::c_uint = 0x10;
+    let mut flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
+    if exec {
+        flags |= MFD_EXEC;
+    }
+    // SAFETY: `name` outlives the call; the flags are integers.
+    let ret = unsafe { libc::memfd_create(name.as_ptr(), flags) };
+    Errno::result(ret).map(own)
+}
+
+/// `execveat(fd, "", argv, envp, AT_EMPTY_PATH)`: run the program `fd` refers to (an O_PATH fd
+/// of a detached mount, or a memfd); returns only on failure.
+pub fn execveat_fd(fd: BorrowedFd, argv: &[CString], envp: &[CString]) -> Errno {
+    let mut a: Vec<*const libc::c_char> = argv.iter().map(|s| s.as_ptr()).collect();
+    a.push(std::ptr::null());
+    let mut e: Vec<*const libc::c_char> = envp.iter().map(|s| s.as_ptr()).collect();
+    e.push(std::ptr::null());
+    // SAFETY: both arrays are NULL-terminated and point into CStrings that outlive the call; the
+    // path is a static empty C string.
+    unsafe {
+        libc::syscall(
+            libc::SYS_execveat,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            a.as_ptr(),
+            e.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    Errno::last()
 }

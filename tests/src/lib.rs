@@ -13,6 +13,8 @@ pub mod audit;
 pub mod bundle;
 pub mod cgroups;
 pub mod console;
+pub mod engines;
+pub mod faults;
 pub mod mountinfo;
 pub mod runtime;
 

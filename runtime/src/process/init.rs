@@ -9,7 +9,6 @@ use crate::rootfs;
 use crate::state::{State, Status};
 use crate::sys;
 use oci_spec::runtime::Spec;
-use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 
@@ -35,7 +34,7 @@ pub fn run(a: InitArgs, chan: Channel) -> ! {
     match story(&a, &chan, &committed) {
         Ok(e) => {
             // execve returned: report it (the parent is gone by now; the log is all we have).
-            log::error!("exec {}: {e}", a.plan.args[0]);
+            log::error!("exec {}: {e}", a.plan.proc.args[0]);
             sys::exit_now(127)
         }
         Err(e) => {
@@ -122,57 +121,13 @@ fn story(
     rootfs::finish(a.spec)?;
     crate::proc_attrs::set_hostname(plan.hostname.as_deref(), plan.domainname.as_deref())?;
     nix::unistd::setsid().ctx("setsid", "init")?;
-    if plan.terminal {
-        let sock = a.console.as_ref().ok_or_else(|| {
-            Error::Other("process.terminal is true but no console socket was given".into())
-        })?;
-        crate::tty::setup_console(sock, plan.console_size)?;
-    }
-    crate::proc_attrs::set_rlimits(&plan.rlimits)?;
-    crate::proc_attrs::set_sched(plan)?;
-    // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN: do it while we have it.
-    if !plan.no_new_privs {
-        if let Some(s) = &plan.seccomp {
-            log::debug!("install seccomp filters");
-            s.install().ctx("seccomp", "install filter")?;
-        }
-    }
-    plan.caps
-        .drop_bounding()
-        .map_err(|e| Error::Other(format!("capabilities: {e}")))?;
-    nix::sys::prctl::set_keepcaps(true).ctx("prctl", "PR_SET_KEEPCAPS")?;
-    log::debug!(
-        "become uid {} gid {} groups {:?}",
-        plan.uid,
-        plan.gid,
-        plan.additional_gids
-    );
-    crate::proc_attrs::set_user(plan.uid, plan.gid, &plan.additional_gids)?;
-    nix::sys::prctl::set_keepcaps(false).ctx("prctl", "PR_SET_KEEPCAPS")?;
-    if let Some(m) = plan.umask {
-        sys::umask(m);
-    }
-    crate::proc_attrs::enter_cwd(&plan.cwd)?;
-    plan.caps
-        .apply()
-        .map_err(|e| Error::Other(format!("capabilities: {e}")))?;
-    if plan.no_new_privs {
-        nix::sys::prctl::set_no_new_privs().ctx("prctl", "PR_SET_NO_NEW_PRIVS")?;
-    }
-    let mut envp = plan.envp.clone();
-    if plan.needs_home {
-        envp.push(
-            CString::new(format!("HOME={}", crate::proc_attrs::home_of(plan.uid)))
-                .unwrap_or_default(),
-        );
-    }
-    let exe = crate::proc_attrs::find_executable(&plan.args[0], &plan.env)?;
+    let (exe, envp) = super::identity::assume(&plan.proc, a.console.as_ref())?;
     chan.send(&Msg::Ready)?;
     chan.expect(Msg::Commit)?;
     nix::sys::prctl::set_pdeathsig(None).ctx("prctl", "PR_SET_PDEATHSIG")?;
     // With no_new_privs, seccomp goes as late as possible: fewer of our own calls are filtered.
-    if plan.no_new_privs {
-        if let Some(s) = &plan.seccomp {
+    if plan.proc.no_new_privs {
+        if let Some(s) = &plan.proc.seccomp {
             s.install().ctx("seccomp", "install filter")?;
         }
     }
@@ -187,19 +142,19 @@ fn story(
         &state.oci_json(Status::Created),
     )?;
     prepare_exec(a)?;
-    Ok(sys::execve(&exe, &plan.argv, &envp))
+    Ok(sys::execve(&exe, &plan.proc.argv, &envp))
 }
 
 /// Block until `start` opens the fifo for reading, then tell it we go on. Reopened through
 /// /proc/self/fd because the host path is no longer reachable after the pivot.
-fn wait_for_start(fifo: &std::fs::File) -> Result<()> {
+fn wait_for_start(fifo: &std::fs::File) -> Result<std::fs::File> {
     let p = format!("/proc/self/fd/{}", fifo.as_raw_fd());
     let w = std::fs::OpenOptions::new()
         .write(true)
         .open(&p)
         .ctx("open exec fifo", &p)?;
     nix::unistd::write(&w, b"0").ctx("write exec fifo", &p)?;
-    Ok(())
+    Ok(w)
 }
 
 /// The last steps before execve: signal state as a fresh process expects it, and no fd of ours

@@ -3,6 +3,8 @@
 //! (see `sync`) until it is ready; on any failure, undo everything.
 
 pub mod bridge;
+pub mod exec;
+pub mod identity;
 pub mod init;
 pub mod plan;
 pub mod sync;
@@ -39,7 +41,7 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
     crate::validate::check(&b.spec)?;
     cgroups::check_systemd(o.systemd)?;
     let plan = plan::build(&b.spec)?;
-    if plan.terminal && o.console_socket.is_none() {
+    if plan.proc.terminal && o.console_socket.is_none() {
         return Err(Error::Usage(
             "process.terminal is true: --console-socket is required".into(),
         ));
@@ -99,7 +101,7 @@ fn spawn(
     plan: &Plan,
     o: &CreateOpts,
 ) -> Result<()> {
-    let console = match (plan.terminal, o.console_socket) {
+    let console = match (plan.proc.terminal, o.console_socket) {
         (true, Some(p)) => Some(crate::tty::connect(p)?),
         _ => None,
     };

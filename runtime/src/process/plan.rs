@@ -11,8 +11,19 @@ use oci_spec::runtime::{Process, Spec};
 use std::ffi::CString;
 use std::path::PathBuf;
 
+/// Everything about the container: its namespaces and the setup only an init does.
 pub struct Plan {
     pub ns: NsPlan,
+    pub proc: ProcPlan,
+    pub hostname: Option<String>,
+    pub domainname: Option<String>,
+    pub sysctl: Vec<(String, String)>,
+    /// prestart or createRuntime hooks exist: the init must pause for the parent to run them.
+    pub runtime_hooks: bool,
+}
+
+/// Everything about the process to run — the same for a container's init and an `exec`.
+pub struct ProcPlan {
     pub caps: CapPlan,
     pub seccomp: Option<Compiled>,
     pub rlimits: Vec<(libc::c_int, u64, u64, String)>,
@@ -29,14 +40,9 @@ pub struct Plan {
     pub no_new_privs: bool,
     pub terminal: bool,
     pub console_size: Option<(u16, u16)>,
-    pub hostname: Option<String>,
-    pub domainname: Option<String>,
-    pub sysctl: Vec<(String, String)>,
     pub personality: Option<libc::c_ulong>,
     pub ioprio: Option<(i64, i64)>,
     pub sched: Option<crate::sys::SchedAttr>,
-    /// prestart or createRuntime hooks exist: the init must pause for the parent to run them.
-    pub runtime_hooks: bool,
 }
 
 fn cstrings(v: &[String], field: &str) -> Result<Vec<CString>> {
@@ -57,12 +63,36 @@ pub fn process_of(spec: &Spec) -> Result<&Process> {
 
 pub fn build(spec: &Spec) -> Result<Plan> {
     let p = process_of(spec)?;
+    let linux = spec.linux().as_ref();
+    let mut sysctl: Vec<(String, String)> = linux
+        .and_then(|l| l.sysctl().as_ref())
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default();
+    sysctl.sort();
+    Ok(Plan {
+        ns: namespaces::plan(spec)?,
+        proc: build_process(p, linux)?,
+        hostname: spec.hostname().clone(),
+        domainname: spec.domainname().clone(),
+        sysctl,
+        runtime_hooks: spec
+            .hooks()
+            .as_ref()
+            .map(|h| {
+                h.prestart().as_ref().is_some_and(|v| !v.is_empty())
+                    || h.create_runtime().as_ref().is_some_and(|v| !v.is_empty())
+            })
+            .unwrap_or(false),
+    })
+}
+
+/// The process part of the plan; `linux` gives the container's seccomp and personality.
+pub fn build_process(p: &Process, linux: Option<&oci_spec::runtime::Linux>) -> Result<ProcPlan> {
     let args = p.args().clone().unwrap_or_default();
     if args.is_empty() {
         return Err(Error::spec("process.args", "must name a program to run"));
     }
     let env = p.env().clone().unwrap_or_default();
-    let linux = spec.linux().as_ref();
     let mut rlimits = vec![];
     for r in p.rlimits().as_deref().unwrap_or_default() {
         if r.soft() > r.hard() {
@@ -104,11 +134,6 @@ pub fn build(spec: &Spec) -> Result<Plan> {
     for w in caps.warnings() {
         log::debug!("{w}");
     }
-    let mut sysctl: Vec<(String, String)> = linux
-        .and_then(|l| l.sysctl().as_ref())
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-        .unwrap_or_default();
-    sysctl.sort();
     let user = p.user();
     let personality = linux.and_then(|l| l.personality().as_ref()).map(|pe| {
         use oci_spec::runtime::LinuxPersonalityDomain as D;
@@ -126,17 +151,19 @@ pub fn build(spec: &Spec) -> Result<Plan> {
                 C::IoprioClassIdle => 3,
             };
             if !(0..=7).contains(&io.priority()) {
-                return Err(Error::spec("process.ioPriority.priority", format!("{} is not in 0..7", io.priority())));
+                return Err(Error::spec(
+                    "process.ioPriority.priority",
+                    format!("{} is not in 0..7", io.priority()),
+                ));
             }
             Some((class, io.priority()))
         }
         None => None,
     };
-    Ok(Plan {
+    Ok(ProcPlan {
         personality,
         ioprio,
         sched: p.scheduler().as_ref().map(sched_attr).transpose()?,
-        ns: namespaces::plan(spec)?,
         caps,
         seccomp,
         rlimits,
@@ -156,17 +183,6 @@ pub fn build(spec: &Spec) -> Result<Plan> {
         console_size: p
             .console_size()
             .map(|b| (b.height() as u16, b.width() as u16)),
-        hostname: spec.hostname().clone(),
-        domainname: spec.domainname().clone(),
-        sysctl,
-        runtime_hooks: spec
-            .hooks()
-            .as_ref()
-            .map(|h| {
-                h.prestart().as_ref().is_some_and(|v| !v.is_empty())
-                    || h.create_runtime().as_ref().is_some_and(|v| !v.is_empty())
-            })
-            .unwrap_or(false),
     })
 }
 
@@ -195,7 +211,10 @@ fn sched_attr(s: &oci_spec::runtime::Scheduler) -> Result<crate::sys::SchedAttr>
     }
     let nice = s.nice().unwrap_or(0);
     if !(-20..=19).contains(&nice) {
-        return Err(Error::spec("process.scheduler.nice", format!("{nice} is not in -20..19")));
+        return Err(Error::spec(
+            "process.scheduler.nice",
+            format!("{nice} is not in -20..19"),
+        ));
     }
     Ok(crate::sys::SchedAttr {
         policy,

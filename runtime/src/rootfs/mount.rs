@@ -189,9 +189,19 @@ pub fn mount_one(
             r => r.ctx(&format!("mount {typ}"), dest.display())?,
         }
     }
-    for p in &o.propagation {
-        mount(None::<&str>, tpath.as_str(), None::<&str>, *p, None::<&str>)
+    if !o.propagation.is_empty() {
+        // `target` names what lies under the new mount: reopen to reach the mount itself.
+        let top = safe_path::open_in_root(rootfd, dest).ctx("open", dest.display())?;
+        for p in &o.propagation {
+            mount(
+                None::<&str>,
+                safe_path::fd_path(&top).as_str(),
+                None::<&str>,
+                *p,
+                None::<&str>,
+            )
             .ctx("set propagation of", dest.display())?;
+        }
     }
     Ok(())
 }

@@ -7,6 +7,9 @@ use crate::error::{Error, Result};
 use crate::state::{self, ContainerDir, State, Status};
 
 pub fn run(cli: &Cli, a: &DeleteArgs) -> Result<i32> {
+    state::validate_id(&a.id)?;
+    // What a create or delete killed between two steps left under a hidden name.
+    state::sweep_stale(&cli.root, &a.id);
     let dir = match ContainerDir::open(&cli.root, &a.id) {
         Err(Error::NotFound { .. }) if a.force => return Ok(0),
         r => r?,

@@ -1,6 +1,153 @@
-//! `carte exec` (being written).
+//! `carte exec`: run another process in a container — from `--process` (a runtime-spec Process
+//! JSON, what containerd and conmon pass) or from the command line on top of the container's own
+//! process settings, as runc does.
+
 use crate::cli::{Cli, ExecArgs};
-use crate::error::{Error, Result};
-pub fn run(_cli: &Cli, a: &ExecArgs) -> Result<i32> {
-    Err(Error::Other(format!("exec {}: not built yet", a.id)))
+use crate::error::{Context, Error, Result};
+use crate::process::{exec, plan};
+use crate::state::{self, ContainerDir, Status};
+use oci_spec::runtime::{Capability, Process};
+
+pub fn run(cli: &Cli, a: &ExecArgs) -> Result<i32> {
+    let sigs = crate::signals::forwarded();
+    let old = sigs
+        .thread_swap_mask(nix::sys::signal::SigmaskHow::SIG_BLOCK)
+        .map_err(|e| Error::sys("sigprocmask", "block", e))?;
+    let dir = ContainerDir::open(&cli.root, &a.id)?;
+    let st = super::load(&dir)?;
+    let status = state::status(&dir.path, &st);
+    match status {
+        Status::Created | Status::Running => {}
+        Status::Paused if a.ignore_paused => {}
+        s => {
+            return Err(Error::WrongStatus {
+                id: a.id.clone(),
+                status: s.as_str().into(),
+                verb: "exec in",
+            })
+        }
+    }
+    let spec = dir.config().ok_or_else(|| {
+        Error::Other(format!(
+            "container {}: its config.json copy is unreadable",
+            a.id
+        ))
+    })?;
+    let process = process_for(&spec, a)?;
+    let pplan = plan::build_process(&process, spec.linux().as_ref())?;
+    let opts = exec::ExecOpts {
+        console_socket: a.console_socket.as_deref(),
+        preserve_fds: a.preserve_fds,
+        detach: a.detach,
+    };
+    let pid = exec::spawn(&st, &spec, &pplan, &opts)?;
+    // The lock only guarded the spawn: others may act on the container while the process runs.
+    drop(dir);
+    if let Some(p) = &a.pid_file {
+        state::write_atomic(p, pid.to_string().as_bytes())?;
+    }
+    if a.detach {
+        let _ = old.thread_set_mask();
+        return Ok(0);
+    }
+    super::run::wait_forwarding(pid, &sigs)
+}
+
+/// runc's rules: `--process` replaces everything; otherwise the container's process is the
+/// template, with the command line's args, cwd, env (appended), user, groups, caps, tty, NNP.
+fn process_for(spec: &oci_spec::runtime::Spec, a: &ExecArgs) -> Result<Process> {
+    if let Some(p) = &a.process {
+        let raw = std::fs::read(p).ctx("read", p.display())?;
+        let de = &mut serde_json::Deserializer::from_slice(&raw);
+        return serde_path_to_error::deserialize(de).map_err(|e| Error::InvalidSpec {
+            file: p.display().to_string(),
+            field: e.path().to_string(),
+            reason: e.into_inner().to_string(),
+        });
+    }
+    if a.command.is_empty() {
+        return Err(Error::Usage(
+            "exec: give a command, or --process FILE".into(),
+        ));
+    }
+    let mut p = spec.process().clone().unwrap_or_default();
+    p.set_args(Some(a.command.clone()));
+    if let Some(cwd) = &a.cwd {
+        p.set_cwd(cwd.clone());
+    }
+    let mut env = p.env().clone().unwrap_or_default();
+    env.extend(a.env.iter().cloned());
+    p.set_env(Some(env));
+    p.set_terminal(Some(a.tty));
+    if a.no_new_privs {
+        p.set_no_new_privileges(Some(true));
+    }
+    if let Some(u) = &a.user {
+        let (uid, gid) = parse_user(u)?;
+        p.user_mut().set_uid(uid);
+        p.user_mut().set_gid(gid);
+    }
+    if !a.additional_gids.is_empty() {
+        let mut g = p.user().additional_gids().clone().unwrap_or_default();
+        g.extend(&a.additional_gids);
+        p.user_mut().set_additional_gids(Some(g));
+    }
+    if !a.cap.is_empty() {
+        let mut caps = p.capabilities().clone().unwrap_or_default();
+        for c in &a.cap {
+            let name = if c.to_ascii_uppercase().starts_with("CAP_") {
+                c.to_ascii_uppercase()
+            } else {
+                format!("CAP_{}", c.to_ascii_uppercase())
+            };
+            let cap: Capability =
+                serde_json::from_value(serde_json::Value::String(name.clone()))
+                    .map_err(|_| Error::Usage(format!("exec --cap: unknown capability {c:?}")))?;
+            // Never inheritable (CVE-2022-29162): bounding, effective and permitted only.
+            let mut b = caps.bounding().clone().unwrap_or_default();
+            b.insert(cap);
+            caps.set_bounding(Some(b));
+            let mut e = caps.effective().clone().unwrap_or_default();
+            e.insert(cap);
+            caps.set_effective(Some(e));
+            let mut pm = caps.permitted().clone().unwrap_or_default();
+            pm.insert(cap);
+            caps.set_permitted(Some(pm));
+        }
+        p.set_capabilities(Some(caps));
+    }
+    Ok(p)
+}
+
+/// `uid` or `uid:gid`, numbers only (strict, unlike the parsing bug of crun CVE-2026-30892).
+fn parse_user(u: &str) -> Result<(u32, u32)> {
+    let bad = || {
+        Error::Usage(format!(
+            "exec --user {u:?}: expected uid or uid:gid (numbers)"
+        ))
+    };
+    let (uid, gid) = match u.split_once(':') {
+        Some((a, b)) => (a, Some(b)),
+        None => (u, None),
+    };
+    let uid: u32 = uid.parse().map_err(|_| bad())?;
+    let gid: u32 = match gid {
+        Some(g) => g.parse().map_err(|_| bad())?,
+        None => 0,
+    };
+    Ok((uid, gid))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_parsing_is_strict() {
+        assert_eq!(parse_user("1000").unwrap(), (1000, 0));
+        assert_eq!(parse_user("1000:50").unwrap(), (1000, 50));
+        for bad in ["", "root", "1000:", ":1", "1:2:3", "-1", "1000 "] {
+            assert!(parse_user(bad).is_err(), "{bad:?}");
+        }
+    }
 }

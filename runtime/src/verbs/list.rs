@@ -10,22 +10,24 @@ pub fn run(cli: &Cli, a: &ListArgs) -> Result<i32> {
         let dir = cli.root.join(&id);
         match state::load_state(&dir) {
             Ok(st) => rows.push(super::state::json(&dir, &st)),
+            // Deleted since we listed the root: gone, not broken.
+            Err(_) if !dir.exists() => {}
             Err(e) => eprintln!("carte: container {id}: {e}"),
         }
     }
     if a.quiet {
         for r in &rows {
-            println!("{}", r["id"].as_str().unwrap_or_default());
+            super::out(r["id"].as_str().unwrap_or_default());
         }
     } else if a.format == "json" {
-        println!("{}", serde_json::Value::Array(rows));
+        super::out(format!("{}", serde_json::Value::Array(rows)));
     } else {
-        println!(
+        super::out(format!(
             "{:<20} {:<8} {:<10} {:<40} {:<32} {}",
             "ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"
-        );
+        ));
         for r in &rows {
-            println!(
+            super::out(format!(
                 "{:<20} {:<8} {:<10} {:<40} {:<32} {}",
                 r["id"].as_str().unwrap_or_default(),
                 r["pid"],
@@ -33,7 +35,7 @@ pub fn run(cli: &Cli, a: &ListArgs) -> Result<i32> {
                 r["bundle"].as_str().unwrap_or_default(),
                 r["created"].as_str().unwrap_or_default(),
                 r["owner"].as_str().unwrap_or_default()
-            );
+            ));
         }
     }
     Ok(0)

@@ -26,3 +26,11 @@ pub fn load(dir: &ContainerDir) -> Result<State> {
     dir.load()
         .map_err(|e| Error::Other(format!("container {}: {e}", dir.id)))
 }
+
+/// Print one line on stdout. A closed pipe (`carte list | head -1`) is not an error worth a panic:
+/// the reader has all it wanted. Returns false when stdout is gone.
+pub fn out(line: impl std::fmt::Display) -> bool {
+    use std::io::Write;
+    let mut o = std::io::stdout().lock();
+    writeln!(o, "{line}").and_then(|_| o.flush()).is_ok()
+}

@@ -8,12 +8,24 @@ pub fn run(cli: &Cli, a: &IdArg, pause: bool) -> Result<i32> {
     let dir = ContainerDir::open(&cli.root, &a.id)?;
     let st = super::load(&dir)?;
     let status = state::status(&dir.path, &st);
-    let (want, verb) = if pause { (Status::Running, "pause") } else { (Status::Paused, "resume") };
+    let (want, verb) = if pause {
+        (Status::Running, "pause")
+    } else {
+        (Status::Paused, "resume")
+    };
     if status != want {
-        return Err(Error::WrongStatus { id: a.id.clone(), status: status.as_str().into(), verb });
+        return Err(Error::WrongStatus {
+            id: a.id.clone(),
+            status: status.as_str().into(),
+            verb,
+        });
     }
     let mgr = crate::cgroups::manager(&st.cgroup_path, st.systemd_cgroup, &st.id)?;
-    log::debug!("{verb} container {} (cgroup {})", a.id, st.cgroup_path.display());
+    log::debug!(
+        "{verb} container {} (cgroup {})",
+        a.id,
+        st.cgroup_path.display()
+    );
     crate::cgroups::freeze(&mgr, &st.cgroup_path, pause)?;
     Ok(0)
 }

@@ -12,23 +12,41 @@ pub fn run(cli: &Cli, a: &PsArgs) -> Result<i32> {
     let mut pids = crate::cgroups::pids(&st.cgroup_path);
     pids.sort_unstable();
     if a.format == "json" {
-        println!("{}", serde_json::Value::from(pids));
+        super::out(format!("{}", serde_json::Value::from(pids)));
         return Ok(0);
     }
-    let args = if a.ps_args.is_empty() { vec!["-ef".to_string()] } else { a.ps_args.clone() };
-    let out = std::process::Command::new("ps").args(&args).output().ctx("run", "ps")?;
+    let args = if a.ps_args.is_empty() {
+        vec!["-ef".to_string()]
+    } else {
+        a.ps_args.clone()
+    };
+    let out = std::process::Command::new("ps")
+        .args(&args)
+        .output()
+        .ctx("run", "ps")?;
     if !out.status.success() {
-        return Err(Error::Other(format!("ps {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim())));
+        return Err(Error::Other(format!(
+            "ps {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
     }
     let text = String::from_utf8_lossy(&out.stdout);
     let mut lines = text.lines();
     let header = lines.next().unwrap_or_default();
-    let col = header.split_whitespace().position(|h| h == "PID").ok_or_else(|| Error::Other("ps: no PID column in its output".into()))?;
-    println!("{header}");
+    let col = header
+        .split_whitespace()
+        .position(|h| h == "PID")
+        .ok_or_else(|| Error::Other("ps: no PID column in its output".into()))?;
+    super::out(format!("{header}"));
     for l in lines {
-        if let Some(pid) = l.split_whitespace().nth(col).and_then(|p| p.parse::<i32>().ok()) {
+        if let Some(pid) = l
+            .split_whitespace()
+            .nth(col)
+            .and_then(|p| p.parse::<i32>().ok())
+        {
             if pids.contains(&pid) {
-                println!("{l}");
+                super::out(format!("{l}"));
             }
         }
     }

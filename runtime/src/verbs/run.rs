@@ -48,7 +48,9 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
     Ok(code)
 }
 
-fn wait_forwarding(init: i32, sigs: &nix::sys::signal::SigSet) -> Result<i32> {
+/// Wait for `init` (our child) to exit, forwarding the signals in `sigs` to it; its exit status,
+/// or 128 + the signal that killed it.
+pub fn wait_forwarding(init: i32, sigs: &nix::sys::signal::SigSet) -> Result<i32> {
     loop {
         // Reap first: the child may have exited before we got here.
         loop {

@@ -60,7 +60,7 @@ pub fn default_spec(rootless: bool) -> Value {
     s
 }
 
-pub fn run(_cli: &Cli, a: &SpecArgs) -> Result<i32> {
+pub fn run(cli: &Cli, a: &SpecArgs) -> Result<i32> {
     let path = a.bundle.join("config.json");
     if path.exists() {
         return Err(Error::Usage(format!(
@@ -68,8 +68,17 @@ pub fn run(_cli: &Cli, a: &SpecArgs) -> Result<i32> {
             path.display()
         )));
     }
-    let text = serde_json::to_string_pretty(&default_spec(a.rootless))
-        .map_err(|e| Error::Other(e.to_string()))?;
+    let mut spec = default_spec(a.rootless);
+    if let Some(net) = &a.net {
+        if a.rootless {
+            return Err(Error::Usage(
+                "spec: --net needs root (CNI plugins configure the host); drop --rootless".into(),
+            ));
+        }
+        let carte = std::env::current_exe().ctx("locate", "the carte binary")?;
+        crate::net::hooks::add_to_spec(&mut spec, &carte, &cli.root, net)?;
+    }
+    let text = serde_json::to_string_pretty(&spec).map_err(|e| Error::Other(e.to_string()))?;
     std::fs::write(&path, text + "\n").ctx("write", path.display())?;
     Ok(0)
 }

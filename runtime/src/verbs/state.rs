@@ -21,10 +21,14 @@ pub fn run(cli: &Cli, a: &IdArg) -> Result<i32> {
     if !dir.is_dir() {
         return Err(Error::NotFound { id: a.id.clone() });
     }
-    let st =
-        state::load_state(&dir).map_err(|e| Error::Other(format!("container {}: {e}", a.id)))?;
+    let st = match state::load_state(&dir) {
+        Ok(st) => st,
+        // A `delete` renamed it away after our check: the container is gone, not corrupt.
+        Err(_) if !dir.exists() => return Err(Error::NotFound { id: a.id.clone() }),
+        Err(e) => return Err(Error::Other(format!("container {}: {e}", a.id))),
+    };
     let out =
         serde_json::to_string_pretty(&json(&dir, &st)).map_err(|e| Error::Other(e.to_string()))?;
-    println!("{out}");
+    super::out(format!("{out}"));
     Ok(0)
 }

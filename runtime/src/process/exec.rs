@@ -1,0 +1,193 @@
+//! `exec`'s spawn, as one story: open the init's namespaces, enter the pid and time namespaces
+//! from the parent (they apply to children), clone, move the child into the container's cgroup,
+//! and let it join the rest and become the process. Same protocol steps as `create`, fewer of them:
+//!
+//! ```text
+//!  carte exec (parent)                      exec'd process (child)
+//!  setns(pid, time) for children
+//!  clone ─────────────────────────────────▶ PDEATHSIG, non-dumpable, wait
+//!  cgroup: join the container's
+//!  Go ────────────────────────────────────▶ setns user, others, mount last; setsid;
+//!                                           console, rlimits, caps, user, cwd, seccomp
+//!  ◀─────────────────────────────────────── Ready (or Failed{msg})
+//!  pid file; wait or exit                   clear PDEATHSIG (detached), close fds, execve
+//! ```
+
+use super::identity;
+use super::plan::ProcPlan;
+use super::sync::{self, Msg};
+use crate::error::{Context, Error, Result};
+use crate::state::{self, State};
+use crate::sys::{self, Forked};
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+
+pub struct ExecOpts<'a> {
+    pub console_socket: Option<&'a std::path::Path>,
+    pub preserve_fds: u32,
+    pub detach: bool,
+}
+
+struct NsFd {
+    name: &'static str,
+    nstype: libc::c_int,
+    fd: OwnedFd,
+}
+
+fn ns_name(t: LinuxNamespaceType) -> &'static str {
+    match t {
+        LinuxNamespaceType::Mount => "mnt",
+        LinuxNamespaceType::Cgroup => "cgroup",
+        LinuxNamespaceType::Uts => "uts",
+        LinuxNamespaceType::Ipc => "ipc",
+        LinuxNamespaceType::User => "user",
+        LinuxNamespaceType::Pid => "pid",
+        LinuxNamespaceType::Network => "net",
+        LinuxNamespaceType::Time => "time",
+    }
+}
+
+/// The init's namespaces of every type the config lists, except those that are already ours
+/// (setns into one's own user namespace is an error).
+fn open_namespaces(spec: &Spec, pid: i32) -> Result<Vec<NsFd>> {
+    let mut out = vec![];
+    for ns in spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .map(|v| v.as_slice())
+        .unwrap_or_default()
+    {
+        let name = ns_name(ns.typ());
+        let theirs = format!("/proc/{pid}/ns/{name}");
+        let their_ino = std::fs::metadata(&theirs).ctx("stat", &theirs)?.ino();
+        let our_ino = std::fs::metadata(format!("/proc/self/ns/{name}"))
+            .map(|m| m.ino())
+            .unwrap_or(0);
+        if their_ino == our_ino {
+            continue;
+        }
+        let fd = std::fs::File::open(&theirs).ctx("open", &theirs)?;
+        out.push(NsFd {
+            name,
+            nstype: crate::namespaces::clone_flag(ns.typ()),
+            fd: fd.into(),
+        });
+    }
+    // user first (the others are owned by it), mount last (it moves our root).
+    out.sort_by_key(|n| match n.nstype {
+        libc::CLONE_NEWUSER => 0,
+        libc::CLONE_NEWNS => 2,
+        _ => 1,
+    });
+    Ok(out)
+}
+
+/// Start the process inside the container; returns its host pid once it is about to execve.
+pub fn spawn(st: &State, spec: &Spec, plan: &ProcPlan, o: &ExecOpts) -> Result<i32> {
+    let init = st
+        .pid
+        .filter(|_| state::init_alive(st))
+        .ok_or_else(|| Error::WrongStatus {
+            id: st.id.clone(),
+            status: "stopped".into(),
+            verb: "exec in",
+        })?;
+    let nss = open_namespaces(spec, init)?;
+    let console = match (plan.terminal, o.console_socket) {
+        (true, Some(p)) => Some(crate::tty::connect(p)?),
+        (true, None) => {
+            return Err(Error::Usage(
+                "exec with a terminal needs --console-socket".into(),
+            ))
+        }
+        _ => None,
+    };
+    // pid and time namespaces apply to our children: enter them here, so one clone suffices.
+    for n in nss
+        .iter()
+        .filter(|n| n.nstype == libc::CLONE_NEWPID || n.nstype == libc::CLONE_NEWTIME)
+    {
+        sys::setns(n.fd.as_fd(), n.nstype)
+            .ctx("setns", format!("{} namespace of pid {init}", n.name))?;
+    }
+    let (parent, child) = sync::pair()?;
+    log::debug!("clone the exec process for container {}", st.id);
+    match sys::clone_fork(0).ctx("clone", "exec process")? {
+        Forked::Child => {
+            drop(parent);
+            let res = child_story(&nss, plan, console.as_ref(), &child, o);
+            let msg = match res {
+                Ok(e) => format!("exec {}: {e}", plan.args[0]),
+                Err(e) => e.to_string(),
+            };
+            if child.send(&Msg::Failed(msg.clone())).is_err() {
+                log::error!("{msg}");
+            }
+            sys::exit_now(127)
+        }
+        Forked::Parent(pid) => {
+            drop(child);
+            drop(console);
+            let mgr = crate::cgroups::manager(&st.cgroup_path, st.systemd_cgroup, &st.id)?;
+            crate::cgroups::join_and_apply(&mgr, &st.cgroup_path, pid, None)?;
+            parent.send(&Msg::Go(Box::new(st.clone())))?;
+            match parent.recv()? {
+                Some(Msg::Ready) => Ok(pid),
+                Some(Msg::Failed(m)) => {
+                    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+                    Err(Error::Other(m))
+                }
+                _ => {
+                    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+                    Err(Error::Other("exec process exited during setup".into()))
+                }
+            }
+        }
+    }
+}
+
+fn child_story(
+    nss: &[NsFd],
+    plan: &ProcPlan,
+    console: Option<&OwnedFd>,
+    chan: &sync::Channel,
+    o: &ExecOpts,
+) -> Result<nix::errno::Errno> {
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+        .ctx("prctl", "PR_SET_PDEATHSIG")?;
+    // Non-dumpable while we hold host fds inside the container (CVE-2016-9962).
+    nix::sys::prctl::set_dumpable(false).ctx("prctl", "PR_SET_DUMPABLE")?;
+    match chan.recv()? {
+        Some(Msg::Go(_)) => {}
+        _ => sys::exit_now(1),
+    }
+    for n in nss
+        .iter()
+        .filter(|n| n.nstype != libc::CLONE_NEWPID && n.nstype != libc::CLONE_NEWTIME)
+    {
+        log::debug!("exec: join {} namespace", n.name);
+        sys::setns(n.fd.as_fd(), n.nstype).ctx("setns", format!("{} namespace", n.name))?;
+    }
+    nix::unistd::setsid().ctx("setsid", "exec process")?;
+    let (exe, envp) = identity::assume(plan, console)?;
+    if plan.no_new_privs {
+        if let Some(s) = &plan.seccomp {
+            s.install().ctx("seccomp", "install filter")?;
+        }
+    }
+    chan.send(&Msg::Ready)?;
+    if o.detach {
+        // A detached exec outlives `carte exec`.
+        nix::sys::prctl::set_pdeathsig(None).ctx("prctl", "PR_SET_PDEATHSIG")?;
+    }
+    crate::signals::reset_defaults()?;
+    let listen = std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        .unwrap_or(0);
+    crate::proc_attrs::keep_fds(3, o.preserve_fds + listen)?;
+    sys::close_range_cloexec(3 + o.preserve_fds + listen).ctx("close_range", "fds above stdio")?;
+    Ok(sys::execve(&exe, &plan.argv, &envp))
+}

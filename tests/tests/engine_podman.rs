@@ -1,0 +1,206 @@
+//! The runtime as a drop-in under podman (through conmon, cgroupfs, file events, no network), each scenario once
+//! with runc (`<scenario>::runc`, the reference) and once with carte (`<scenario>::carte`). Podman passes no
+//! `--root`, so the audit looks for state in the runtime's default root. Each test ends with the per-container
+//! leak audit; the last one to finish checks the world's mounts and cgroup parents.
+
+use carte_tests::engines::podman::Pm;
+use carte_tests::engines::{freezer_state, host_memory_limit, images, run_in_pty, Rt};
+use carte_tests::per_runtime;
+
+per_runtime!(
+    load_and_run,
+    run_rm,
+    exec,
+    top,
+    pause_unpause,
+    stats,
+    stop_term_trapped,
+    rm,
+    memory,
+    run_it,
+);
+
+/// The names `podman load` printed (`Loaded image: NAME` or `Loaded image(s): A,B`).
+fn loaded(out: &str) -> Vec<String> {
+    out.lines()
+        .filter_map(|l| {
+            l.split_once(": ")
+                .filter(|(k, _)| k.starts_with("Loaded image"))
+        })
+        .flat_map(|(_, names)| names.split(',').map(|n| n.trim().to_string()))
+        .collect()
+}
+
+/// `podman load` of the docker-archive and the oci-archive, then a container from each loaded image.
+fn load_and_run(rt: Rt) {
+    let Some(t) = Pm::new(rt) else { return };
+    for archive in ["busybox-docker.tar", "busybox-oci.tar"] {
+        let path = images().join(archive).display().to_string();
+        let out = t.podman(&["load", "-i", &path]).ok();
+        let names = loaded(&out.stdout);
+        assert!(!names.is_empty(), "{out}");
+        let name = t.name("load");
+        let out = t.run_image(&name, &["--rm"], &names[0], &["echo", "from", archive]);
+        assert_eq!(out.ok().stdout.trim(), format!("from {archive}"));
+    }
+}
+
+/// `podman run --rm`: stdout, stderr and the exit code come back; the container is gone afterwards.
+fn run_rm(rt: Rt) {
+    let Some(t) = Pm::new(rt) else { return };
+    let name = t.name("runrm");
+    let out = t
+        .run(
+            &name,
+            &["--rm"],
+            &["sh", "-c", "echo out-$((6*7)); echo err >&2"],
+        )
+        .ok();
+    assert_eq!(out.stdout.trim(), "out-42", "{out}");
+    assert!(out.stderr.contains("err"), "{out}");
+    assert!(!t.podman(&["container", "exists", &name]).success());
+    let leaks = t.remove_and_audit(&name);
+    assert!(leaks.is_empty(), "{leaks:?}");
+    let name = t.name("runrm3");
+    let out = t.run(&name, &["--rm"], &["sh", "-c", "exit 3"]);
+    assert_eq!(out.code(), 3, "{out}");
+}
+
+/// `podman exec` into a detached container, plain and with `-t` (conmon's `exec --tty --console-socket`).
+fn exec(rt: Rt) {
+    let Some(t) = Pm::new(rt) else { return };
+    let name = t.name("exec");
+    t.run_detached(&name, &[], &["sleep", "1000"]);
+    let out = t.podman(&["exec", &name, "sh", "-c", "echo ex-$((2+3)); exit 5"]);
+    assert_eq!((out.code(), out.stdout.trim()), (5, "ex-5"), "{out}");
+    let out = t.podman(&[
+        "exec",
+        "-t",
+        &name,
+        "sh",
+        "-c",
+        "test -t 0 && test -t 1 && echo TTY-OK; exit 6",
+    ]);
+    assert_eq!(out.code(), 6, "{out}");
+    assert!(out.stdout.contains("TTY-OK"), "{out}");
+    assert_eq!(t.inspect(&name, "{{.State.Status}}"), "running");
+}
+
+/// `podman top` lists the init and a process added with `podman exec -d`.
+fn top(rt: Rt) {
+    let Some(t) = Pm::new(rt) else { return };
+    let name = t.name("top");
+    t.run_detached(&name, &[], &["sleep", "1000"]);
+    t.podman(&["exec", "-d", &name, "sleep", "777"]).ok();
+    let mut last = String::new();
+    let seen = carte_tests::poll_until(carte_tests::runtime::TIMEOUT, || {
+        last = t.podman(&["top", &name, "args"]).ok().stdout;
+        last.contains("sleep 1000") && last.contains("sleep 777")
+    });
+    assert!(seen, "podman top:\n{last}");
+}
+
+/// `podman pause`/`unpause`: the status and the host's freezer state follow, and the container works after.
+fn pause_unpause(rt: Rt) {
+    let Some(t) = Pm::new(rt) else { return };
+    let name = t.name("pause");
+    let pid = t.run_detached(&name, &[], &["sleep", "1000"]);
+    t.podman(&["pause", &name]).ok();
+    assert_eq!(t.inspect(&name, "{{.State.Status}}"), "paused");
+    assert_eq!(freezer_state(pid), "FROZEN");
+    t.podman(&["unpause", &name]).ok();
+    assert_eq!(t.inspect(&name, "{{.State.Status}}"), "running");
+    assert_eq!(freezer_state(pid), "THAWED");
+    assert_eq!(
+        t.podman(&["exec", &name, "echo", "alive"])
+            .ok()
+            .stdout
+            .trim(),
+        "alive"
+    );
+}
+
+/// `podman stats --no-stream`: podman reads the container's cgroup, which the runtime must have created.
+fn stats(rt: Rt) {
+    let Some(t) = Pm::new(rt) else { return };
+    let name = t.name("stats");
+    t.run_detached(&name, &[], &["sh", "-c", "sleep 1000 & sleep 1000"]);
+    let out = t
+        .podman(&["stats", "--no-stream", "--format", "json", &name])
+        .ok();
+    let v: serde_json::Value = match serde_json::from_str(&out.stdout) {
+        Ok(v) => v,
+        Err(e) => panic!("stats are not JSON ({e}): {out}"),
+    };
+    let entry = &v[0];
+    assert_eq!(entry["name"].as_str(), Some(name.as_str()), "{v}");
+    let pids: u64 = entry["pids"]
+        .as_str()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    assert!(pids >= 2, "{v}");
+    let mem = entry["mem_usage"].as_str().unwrap_or_default();
+    assert!(!mem.is_empty() && !mem.starts_with("0B"), "{v}");
+}
+
+/// `podman stop` sends SIGTERM (runtime `kill ID 15`); the trap's exit code is what podman records.
+fn stop_term_trapped(rt: Rt) {
+    let Some(t) = Pm::new(rt) else { return };
+    let name = t.name("stop");
+    let script = "trap 'exit 42' TERM; while true; do sleep 0.1; done";
+    t.run_detached(&name, &[], &["sh", "-c", script]);
+    t.podman(&["stop", "-t", "30", &name]).ok();
+    t.wait_status(&name, "exited");
+    assert_eq!(t.inspect(&name, "{{.State.ExitCode}}"), "42");
+}
+
+/// `podman rm` of an exited container (runtime `delete`) and `podman rm -f` of a running one (`kill`, then
+/// `delete --force`): both leave nothing.
+fn rm(rt: Rt) {
+    let Some(t) = Pm::new(rt) else { return };
+    let done = t.name("rmdone");
+    t.run(&done, &["-d"], &["true"]).ok();
+    t.wait_status(&done, "exited");
+    t.podman(&["rm", &done]).ok();
+    let leaks = t.remove_and_audit(&done);
+    assert!(leaks.is_empty(), "{leaks:?}");
+    let live = t.name("rmlive");
+    t.run_detached(&live, &[], &["sleep", "1000"]);
+    t.podman(&["rm", "-f", "-t", "0", &live]).ok();
+    let leaks = t.remove_and_audit(&live);
+    assert!(leaks.is_empty(), "{leaks:?}");
+}
+
+/// `podman run --memory 64m`: the limit is in the container's cgroup on the host and seen inside.
+fn memory(rt: Rt) {
+    let Some(t) = Pm::new(rt) else { return };
+    let name = t.name("mem");
+    let pid = t.run_detached(&name, &["--memory", "64m"], &["sleep", "1000"]);
+    assert_eq!(host_memory_limit(pid), "67108864");
+    let inside = t.name("meminside");
+    let script = "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max";
+    let out = t
+        .run(&inside, &["--rm", "--memory", "64m"], &["sh", "-c", script])
+        .ok();
+    assert_eq!(out.stdout.trim(), "67108864", "{out}");
+}
+
+/// `podman run -it`: a terminal inside (conmon's console socket), stdin held open, the exit code comes back.
+fn run_it(rt: Rt) {
+    let Some(t) = Pm::new(rt) else { return };
+    let name = t.name("it");
+    let args = t.run_args(
+        &name,
+        &["--rm", "-it"],
+        carte_tests::engines::podman::IMAGE,
+        &[
+            "sh",
+            "-c",
+            "test -t 0 && test -t 1 && echo TTY-OK; tty; exit 7",
+        ],
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run_in_pty(t.command(&args));
+    assert_eq!(out.code(), 7, "{out}");
+    assert!(out.stdout.contains("TTY-OK"), "{out}");
+}

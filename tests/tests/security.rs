@@ -1,0 +1,808 @@
+//! Attack tests: each known runtime escape tried against the runtime, which must refuse it or
+//! contain it. CVE-2019-5736 (/proc/self/exe overwrite), CVE-2024-21626 (leaked fds and cwd),
+//! CVE-2021-30465 and successors (symlinks and races on mount targets, /dev and /dev/null),
+//! masked and read-only paths, fake procfs, the devices cgroup, podman's seccomp profile against
+//! runc, and capability sets read back from /proc/self/status.
+
+use carte_tests::runtime::CallOpts;
+use carte_tests::*;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Every capability the kernel has, in bit order (CapEff bit N = `ALL_CAPS[N]`).
+const ALL_CAPS: [&str; 41] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+];
+
+/// The five capability sets set to `caps`.
+fn caps_all_sets(b: &mut Bundle, caps: &[&str]) {
+    for set in ["bounding", "effective", "permitted", "inheritable", "ambient"] {
+        b.set(&format!("/process/capabilities/{set}"), json!(caps));
+    }
+}
+
+/// Makes the host's shared libraries (and perl) visible, read-only, inside a busybox bundle, so
+/// a dynamically linked program — the carte binary itself, perl — can run in the container.
+fn host_libs(b: &mut Bundle) {
+    for d in ["/lib", "/lib64", "/usr"] {
+        if Path::new(d).exists() {
+            b.mount(json!({"destination": d, "type": "bind", "source": d,
+                           "options": ["rbind", "ro", "nosuid", "nodev"]}));
+        }
+    }
+}
+
+fn write(b: &Bundle) {
+    b.write().expect("write config.json");
+}
+
+/// A private copy of the runtime binary for tests that may damage it if a defence is missing:
+/// a write that gets through must hit only this file, never the binary other tests run.
+fn private_runtime(ctx: &Ctx) -> (PathBuf, Vec<u8>) {
+    let dir = ctx.tempdir();
+    let name = runtime_bin()
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "carte".into());
+    let copy = dir.join(format!("{name}-private"));
+    std::fs::copy(runtime_bin(), &copy).expect("copy runtime binary");
+    let bytes = std::fs::read(&copy).expect("read private runtime");
+    (copy, bytes)
+}
+
+fn wait_file(p: &Path, what: &str) {
+    assert!(
+        poll_until(TIMEOUT_LONG, || p.exists()),
+        "timed out waiting for {what} ({})",
+        p.display()
+    );
+}
+
+const TIMEOUT_LONG: Duration = Duration::from_secs(30);
+
+// ---------------------------------------------------------------------------------------------
+// 1. CVE-2019-5736: the carte binary is never writable from a container.
+
+/// The victim V runs carte inside its container twice over: first its init (a clone of carte,
+/// waiting for `start`), then, with `args: ["/proc/self/exe", …]`, the carte binary exec'd as the
+/// container's process (held open on a fifo). The attacker X has every capability (so
+/// CAP_SYS_PTRACE defeats the init's non-dumpable flag) and sees V's processes; it tries to open
+/// V's exe for writing with O_TRUNC (EROFS when protected; ETXTBSY while running otherwise),
+/// keeps read fds to it, and after V's carte has exited reopens them for writing — the original
+/// exploit. The binary under test is a private copy, so nothing else keeps it busy and a missing
+/// defence shows up as a changed file rather than a damaged shared binary.
+#[test]
+fn proc_self_exe_cannot_overwrite_the_runtime() {
+    let Some(mut ctx) = Ctx::new() else { return };
+    let (bin, before) = private_runtime(&ctx);
+    ctx.rt = Runtime::new(bin.clone()).expect("runtime with the private binary");
+
+    let victim = ctx.id("exe-victim");
+    let mut v = ctx.bundle();
+    host_libs(&mut v);
+    v.args(&["/proc/self/exe", "--log", "/hold.fifo", "state", "no-such-container"]);
+    nix::unistd::mkfifo(
+        &v.rootfs().join("hold.fifo"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .expect("mkfifo");
+    ctx.rt.create(&victim, &v, &[]).ok();
+    let vpid = ctx.rt.state(&victim)["pid"].as_i64().unwrap_or(0);
+    assert!(vpid > 0);
+
+    // Without CAP_SYS_PTRACE the non-dumpable init cannot even be opened (CVE-2016-9962).
+    let weak = ctx.id("exe-weak");
+    let mut w = ctx.bundle();
+    w.remove_namespace("pid");
+    let out = ctx.rt.run_sh(
+        &weak,
+        &mut w,
+        &format!("( : < /proc/{vpid}/exe ) 2>&1 && echo opened"),
+    );
+    assert!(!out.contains("opened"), "init's exe opened without CAP_SYS_PTRACE: {out}");
+    if is_carte() {
+        assert!(out.contains("Permission denied"), "{out}");
+    }
+
+    let attacker = ctx.id("exe-attacker");
+    let mut x = ctx.bundle();
+    x.remove_namespace("pid");
+    x.readonly_root(false);
+    x.set("/process/noNewPrivileges", json!(false));
+    caps_all_sets(&mut x, &ALL_CAPS);
+    x.sh(&format!(
+        "p={vpid}
+         exec 3< /proc/$p/exe || echo A:open-failed
+         echo A:$( ( : > /proc/$p/exe ) 2>&1 || true)
+         touch /phase-a; while [ ! -e /go-b ]; do sleep 0.05; done
+         echo B:$( ( : > /proc/$p/exe ) 2>&1 || true)
+         exec 4< /proc/$p/exe || echo B:open-failed
+         touch /phase-b; while [ ! -e /go-c ]; do sleep 0.05; done
+         echo C3:$( (echo pwned >> /proc/self/fd/3) 2>&1 && echo written)
+         echo C4:$( (echo pwned >> /proc/self/fd/4) 2>&1 && echo written)"
+    ));
+    write(&x);
+    let xr = x.rootfs();
+    let running = ctx
+        .rt
+        .spawn(
+            &["run", &attacker, "--bundle", x.path_str()],
+            CallOpts {
+                timeout: Some(Duration::from_secs(60)),
+                ..Default::default()
+            },
+        )
+        .expect("spawn attacker");
+    wait_file(&xr.join("phase-a"), "attacker phase A");
+    // V's init now execs /proc/self/exe: carte again, blocked opening its --log fifo.
+    ctx.rt.start(&victim).ok();
+    std::fs::write(xr.join("go-b"), "").expect("write go-b");
+    wait_file(&xr.join("phase-b"), "attacker phase B");
+    // Let V's carte run to its end, so nothing executes the binary any more.
+    let fifo = std::fs::File::open(v.rootfs().join("hold.fifo")).expect("open fifo");
+    ctx.rt.wait_status(&victim, "stopped");
+    drop(fifo);
+    std::fs::write(xr.join("go-c"), "").expect("write go-c");
+    let out = running.wait().ok().stdout;
+    let after = std::fs::read(&bin).expect("read private runtime");
+    assert!(after == before, "the runtime binary was modified from a container: {out}");
+    assert!(!out.contains("written"), "{out}");
+    if is_carte() {
+        for tag in ["A:", "B:", "C3:", "C4:"] {
+            let line = out.lines().find(|l| l.starts_with(tag)).unwrap_or_default();
+            assert!(line.contains("Read-only file system"), "{tag} {out}");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. CVE-2024-21626: no runtime fd reaches the container, cwd cannot name one.
+
+#[test]
+fn cwd_through_proc_self_fd_is_refused() {
+    let Some(ctx) = Ctx::new() else { return };
+    for n in 3..=10 {
+        let mut b = ctx.bundle();
+        b.set("/process/cwd", json!(format!("/proc/self/fd/{n}")));
+        b.sh("pwd; ls /");
+        let id = ctx.id(&format!("cwdfd{n}"));
+        let out = ctx.rt.run(&id, &b, &[]);
+        if is_carte() {
+            out.fails();
+        } else if out.success() {
+            // Another runtime may accept it; then the cwd must still be inside the container.
+            assert!(!out.stdout.contains("unreachable"), "fd {n}: {out}");
+            assert!(out.stdout.starts_with('/'), "fd {n}: {out}");
+        }
+        let _ = ctx.rt.try_cmd(&["delete", "--force", &id]);
+        ctx.assert_no_leaks(&id);
+    }
+}
+
+/// Only stdio (and the preserved fds) are open in the container's process.
+#[test]
+fn container_sees_only_stdio_and_preserved_fds() {
+    let Some(ctx) = Ctx::new() else { return };
+    let mut b = ctx.bundle();
+    b.sh("ls /proc/$$/fd | sort -n | tr '\\n' ' '");
+    let id = ctx.id("fds");
+    let out = ctx.rt.run(&id, &b, &[]).ok();
+    assert_eq!(out.stdout.trim(), "0 1 2", "{out}");
+
+    let id2 = ctx.id("fds-keep");
+    let f1: OwnedFd = std::fs::File::open("/dev/null").expect("open").into();
+    let f2: OwnedFd = std::fs::File::open("/dev/null").expect("open").into();
+    write(&b);
+    let out = ctx.rt.cmd_opts(
+        &["run", "--preserve-fds", "2", &id2, "--bundle", b.path_str()],
+        CallOpts {
+            fds: vec![(f1, 3), (f2, 4)],
+            ..Default::default()
+        },
+    );
+    assert_eq!(out.stdout.trim(), "0 1 2 3 4", "{out}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Symlinks and races on mount targets (CVE-2021-30465, CVE-2026-41579, CVE-2025-31133).
+
+/// Removes `p` if a broken runtime created it on the host, and says whether it did.
+fn escaped(p: &Path) -> bool {
+    let found = p.symlink_metadata().is_ok();
+    if found {
+        let _ = std::fs::remove_dir_all(p).or_else(|_| std::fs::remove_file(p));
+    }
+    found
+}
+
+#[test]
+fn mount_destination_symlinks_stay_in_the_rootfs() {
+    let Some(ctx) = Ctx::new() else { return };
+    let id = ctx.id("symdest");
+    let mut b = ctx.bundle();
+    b.readonly_root(false);
+    let r = b.rootfs();
+    std::os::unix::fs::symlink("/", r.join("escape")).expect("symlink");
+    std::os::unix::fs::symlink("../../../../../../../../..", r.join("up")).expect("symlink");
+    let a = format!("carte-secu-abs-{id}");
+    let rel = format!("carte-secu-rel-{id}");
+    let bind = format!("carte-secu-bind-{id}");
+    let src = ctx.tempdir();
+    std::fs::write(src.join("marker"), "from the bundle").expect("marker");
+    b.mount(json!({"destination": format!("/escape/{a}"), "type": "tmpfs", "source": "tmpfs"}));
+    b.mount(json!({"destination": format!("/up/{rel}"), "type": "tmpfs", "source": "tmpfs"}));
+    b.mount(json!({"destination": format!("/escape/tmp/{bind}"), "type": "bind",
+                   "source": src.display().to_string(), "options": ["rbind"]}));
+    let out = ctx.rt.run_sh(
+        &id,
+        &mut b,
+        &format!("grep -c ' /{a} \\| /{rel} ' /proc/self/mountinfo; cat /tmp/{bind}/marker"),
+    );
+    assert_eq!(out, "2\nfrom the bundle", "{out}");
+    let host: Vec<PathBuf> = [
+        PathBuf::from("/").join(&a),
+        PathBuf::from("/").join(&rel),
+        PathBuf::from("/tmp").join(&bind),
+    ]
+    .into_iter()
+    .filter(|p| escaped(p))
+    .collect();
+    assert!(host.is_empty(), "created on the host: {host:?}");
+    assert!(r.join(&a).is_dir() && r.join(&rel).is_dir() && r.join("tmp").join(&bind).is_dir());
+}
+
+/// /dev as a symlink out of the rootfs: the tmpfs, the device nodes and the links all land in
+/// the rootfs, never in the host directory the link names (CVE-2026-41579).
+#[test]
+fn dev_symlink_cannot_lead_device_creation_out() {
+    let Some(ctx) = Ctx::new() else { return };
+    for (tag, with_tmpfs) in [("devlink-tmpfs", true), ("devlink-image", false)] {
+        let host = ctx.tempdir();
+        let mut b = ctx.bundle();
+        let r = b.rootfs();
+        std::fs::remove_dir(r.join("dev")).expect("rmdir dev");
+        std::os::unix::fs::symlink(&host, r.join("dev")).expect("symlink dev");
+        if !with_tmpfs {
+            for m in ["/dev", "/dev/pts", "/dev/shm", "/dev/mqueue"] {
+                b.remove_mount(m);
+            }
+            b.readonly_root(false);
+        }
+        let id = ctx.id(tag);
+        let out = ctx.rt.run_sh(&id, &mut b, "ls /dev/null /dev/zero && echo inside");
+        assert!(out.contains("inside"), "{out}");
+        let left: Vec<_> = std::fs::read_dir(&host)
+            .expect("read host dir")
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name())
+            .collect();
+        assert!(left.is_empty(), "{tag}: created on the host: {left:?}");
+    }
+}
+
+/// /dev/null swapped for a symlink to a procfs file after the devices were made (by a
+/// createRuntime hook, standing in for a racing process sharing the image's /dev): masking must
+/// refuse it rather than bind a procfs file read-write over the masked paths (CVE-2025-31133).
+#[test]
+fn dev_null_symlink_to_procfs_is_not_used_for_masking() {
+    let Some(ctx) = Ctx::new() else { return };
+    if !is_carte() {
+        eprintln!("skipped: carte's refusal is what is tested (runc < 1.2.8 is vulnerable)");
+        return;
+    }
+    let mut b = ctx.bundle();
+    for m in ["/dev", "/dev/pts", "/dev/shm", "/dev/mqueue"] {
+        b.remove_mount(m);
+    }
+    b.readonly_root(false);
+    let null = b.rootfs().join("dev/null");
+    b.hook(
+        "createRuntime",
+        json!({"path": "/bin/sh", "args": ["sh", "-c",
+            format!("rm -f {0} && ln -s /proc/sys/kernel/core_pattern {0}", null.display())]}),
+    );
+    let id = ctx.id("devnull");
+    b.sh("cat /proc/kcore | head -c 1; echo ran");
+    let out = ctx.rt.run(&id, &b, &[]).fails();
+    assert!(out.stderr.contains("null device"), "{out}");
+    ctx.assert_no_leaks(&id);
+}
+
+/// A racing process swaps a mount destination's parent between a directory and a symlink to a
+/// host directory while create runs, a few hundred times: nothing may be created outside.
+#[test]
+fn racing_dir_symlink_swap_never_escapes() {
+    let Some(ctx) = Ctx::new() else { return };
+    let outside = ctx.tempdir();
+    let mut b = ctx.bundle();
+    let mnt = b.rootfs().join("mnt");
+    std::fs::create_dir(mnt.join("a")).expect("mkdir a");
+    std::os::unix::fs::symlink(&outside, mnt.join("b")).expect("symlink b");
+    let stop = Arc::new(AtomicBool::new(false));
+    let racer = {
+        let stop = stop.clone();
+        let mnt = mnt.clone();
+        std::thread::spawn(move || {
+            let dir = std::fs::File::open(&mnt).expect("open mnt");
+            let mut swaps = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                nix::fcntl::renameat2(
+                    Some(dir.as_raw_fd()),
+                    "a",
+                    Some(dir.as_raw_fd()),
+                    "b",
+                    nix::fcntl::RenameFlags::RENAME_EXCHANGE,
+                )
+                .expect("renameat2");
+                swaps += 1;
+            }
+            swaps
+        })
+    };
+    let id = ctx.id("race");
+    let rounds = 200;
+    let mut created = 0;
+    for i in 0..rounds {
+        b.remove("/mounts");
+        b.mount(json!({"destination": "/proc", "type": "proc", "source": "proc"}));
+        b.mount(json!({"destination": format!("/mnt/a/sub{i}"), "type": "tmpfs", "source": "tmpfs"}));
+        let out = ctx.rt.create(&id, &b, &[]);
+        if out.success() {
+            created += 1;
+            ctx.rt.delete_force(&id).ok();
+        }
+        let left: Vec<_> = std::fs::read_dir(&outside)
+            .expect("read outside")
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name())
+            .collect();
+        assert!(left.is_empty(), "round {i}: created outside the rootfs: {left:?}");
+    }
+    stop.store(true, Ordering::Relaxed);
+    let swaps = racer.join().expect("racer");
+    assert!(swaps > rounds as u64, "the racer barely ran ({swaps} swaps)");
+    assert!(created > rounds / 2, "only {created}/{rounds} creates succeeded");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Masked and read-only paths (the `spec` defaults) and read-only cgroupfs.
+
+fn spec_default_paths(ctx: &Ctx) -> (Vec<String>, Vec<String>) {
+    let dir = ctx.tempdir();
+    ctx.rt.spec(&dir, false).ok();
+    let text = std::fs::read_to_string(dir.join("config.json")).expect("spec config.json");
+    let v: Value = serde_json::from_str(&text).expect("spec JSON");
+    let list = |k: &str| -> Vec<String> {
+        v["linux"][k]
+            .as_array()
+            .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+            .unwrap_or_default()
+    };
+    (list("maskedPaths"), list("readonlyPaths"))
+}
+
+#[test]
+fn spec_default_masked_and_readonly_paths_hold() {
+    let Some(ctx) = Ctx::new() else { return };
+    let (masked, readonly) = spec_default_paths(&ctx);
+    assert!(masked.iter().any(|p| p == "/proc/kcore"), "{masked:?}");
+    assert!(readonly.iter().any(|p| p == "/proc/sys"), "{readonly:?}");
+    let mut b = ctx.bundle();
+    b.set("/linux/maskedPaths", json!(masked));
+    b.set("/linux/readonlyPaths", json!(readonly));
+    let mut script = String::new();
+    for p in &masked {
+        // A masked file reads empty and swallows writes; a masked directory is an empty
+        // read-only tmpfs.
+        script += &format!(
+            "p={p}
+             if [ -d $p ]; then echo \"M $p dir n=$(ls -A $p | wc -l) w=$( (touch $p/x) 2>&1)\";
+             elif [ -e $p ]; then echo x > $p 2>/dev/null; echo \"M $p file n=$(wc -c < $p) dev=$(stat -c %t:%T $p)\";
+             else echo \"M $p absent\"; fi\n"
+        );
+    }
+    for p in &readonly {
+        script += &format!(
+            "p={p}
+             if [ -d $p ]; then r=$(ls $p > /dev/null && echo ok); f=$(find $p -type f -perm -200 2>/dev/null | head -n 1);
+             elif [ -e $p ]; then r=ok; f=$p; else r=absent; f=; fi
+             if [ -n \"$f\" ]; then w=$( ( : >> $f ) 2>&1 || true); else w=none; fi
+             echo \"R $p read=$r write=$w\"\n"
+        );
+    }
+    let id = ctx.id("paths");
+    let out = ctx.rt.run_sh(&id, &mut b, &script);
+    for line in out.lines() {
+        if line.ends_with("absent") {
+            continue;
+        }
+        if line.starts_with("M ") && line.contains(" dir ") {
+            assert!(line.contains("n=0") && line.contains("Read-only file system"), "{line}");
+        } else if line.starts_with("M ") {
+            assert!(line.contains("n=0 dev=1:3"), "{line}");
+        } else if line.starts_with("R ") {
+            assert!(line.contains("read=ok"), "{line}");
+            assert!(
+                line.contains("write=none") || line.contains("Read-only file system"),
+                "{line}"
+            );
+        }
+    }
+    let hits = out.lines().filter(|l| l.contains("Read-only file system")).count();
+    assert!(hits >= 2, "expected read-only refusals: {out}");
+}
+
+#[test]
+fn cgroupfs_is_read_only_inside() {
+    let Some(ctx) = Ctx::new() else { return };
+    let mut b = ctx.bundle();
+    let id = ctx.id("cgro");
+    let out = ctx.rt.run_sh(
+        &id,
+        &mut b,
+        "echo top:$( (mkdir /sys/fs/cgroup/carte-x) 2>&1)
+         for d in /sys/fs/cgroup/*/; do
+           echo \"$d mkdir:$( (mkdir ${d}carte-x) 2>&1) procs:$( ( : >> ${d}cgroup.procs) 2>&1)\"
+         done",
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines.len() >= 2, "no hierarchy mounted: {out}");
+    for l in lines {
+        assert!(l.contains("Read-only file system"), "{l}");
+        assert!(!l.contains("procs: ") || l.contains("procs:") , "{l}");
+    }
+    assert_eq!(
+        out.matches("Read-only file system").count(),
+        1 + 2 * (out.lines().count() - 1),
+        "{out}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. procfs writes go to the real procfs only.
+
+/// A fake /proc (a host directory bound where procfs would go) must not receive the sysctl.
+#[test]
+fn sysctl_is_not_written_through_a_fake_proc() {
+    let Some(ctx) = Ctx::new() else { return };
+    let fake = ctx.tempdir();
+    std::fs::create_dir_all(fake.join("sys/kernel")).expect("mkdir");
+    std::fs::write(fake.join("sys/kernel/domainname"), "untouched\n").expect("write");
+    let mut b = ctx.bundle();
+    b.remove_mount("/proc");
+    b.mount(json!({"destination": "/proc", "type": "bind",
+                   "source": fake.display().to_string(), "options": ["rbind"]}));
+    b.set("/linux/sysctl", json!({"kernel.domainname": "pwned"}));
+    b.remove("/linux/maskedPaths");
+    b.remove("/linux/readonlyPaths");
+    let id = ctx.id("fakeproc");
+    let out = ctx.rt.run_sh_out(&id, &mut b, "cat /proc/sys/kernel/domainname");
+    let fake_now = std::fs::read_to_string(fake.join("sys/kernel/domainname")).expect("read");
+    assert_eq!(fake_now, "untouched\n", "sysctl written into the fake /proc: {out}");
+    if is_carte() {
+        let out = out.fails();
+        assert!(out.stderr.contains("procfs"), "{out}");
+    }
+    ctx.assert_no_leaks(&id);
+}
+
+/// With a fake /proc in the container, oom_score_adj and the id maps still reach the real
+/// process (they are written through the host's procfs).
+#[test]
+fn oom_score_and_id_maps_ignore_a_fake_proc() {
+    let Some(ctx) = Ctx::new() else { return };
+    let fake = ctx.tempdir();
+    std::fs::create_dir_all(fake.join("self")).expect("mkdir");
+    for f in ["oom_score_adj", "uid_map", "gid_map"] {
+        std::fs::write(fake.join("self").join(f), "fake\n").expect("write");
+    }
+    let mut b = ctx.bundle();
+    b.remove_mount("/proc");
+    b.remove_mount("/sys");
+    b.remove_mount("/sys/fs/cgroup");
+    b.mount(json!({"destination": "/proc", "type": "bind",
+                   "source": fake.display().to_string(), "options": ["rbind"]}));
+    b.remove("/linux/maskedPaths");
+    b.remove("/linux/readonlyPaths");
+    b.set("/process/oomScoreAdj", json!(123));
+    b.namespace("user", None);
+    b.set("/linux/uidMappings", json!([{"containerID": 0, "hostID": 200000, "size": 65536}]));
+    b.set("/linux/gidMappings", json!([{"containerID": 0, "hostID": 200000, "size": 65536}]));
+    b.args(&["sleep", "100"]);
+    let id = ctx.id("fakeproc-maps");
+    ctx.rt.create(&id, &b, &[]).ok();
+    let pid = ctx.rt.state(&id)["pid"].as_i64().unwrap_or(0);
+    let real = |f: &str| std::fs::read_to_string(format!("/proc/{pid}/{f}")).unwrap_or_default();
+    assert_eq!(real("oom_score_adj").trim(), "123");
+    let norm = |s: String| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert_eq!(norm(real("uid_map")), "0 200000 65536");
+    assert_eq!(norm(real("gid_map")), "0 200000 65536");
+    for f in ["oom_score_adj", "uid_map", "gid_map"] {
+        let now = std::fs::read_to_string(fake.join("self").join(f)).expect("read");
+        assert_eq!(now, "fake\n", "{f} written into the fake /proc");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. The devices cgroup: deny-all plus an allow-list.
+
+#[test]
+fn denied_devices_cannot_be_opened_even_after_mknod() {
+    let Some(ctx) = Ctx::new() else { return };
+    let mut b = ctx.bundle();
+    let mut caps = vec!["CAP_MKNOD", "CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"];
+    caps.sort_unstable();
+    for set in ["bounding", "effective", "permitted"] {
+        b.set(&format!("/process/capabilities/{set}"), json!(caps));
+    }
+    b.resource(
+        "devices",
+        json!([
+            {"allow": false, "access": "rwm"},
+            {"allow": true, "type": "c", "access": "m"},
+            {"allow": true, "type": "b", "access": "m"},
+            {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"}
+        ]),
+    );
+    let id = ctx.id("devices");
+    let out = ctx.rt.run_sh(
+        &id,
+        &mut b,
+        "cd /dev
+         mknod carte-null c 1 3 && mknod carte-loop b 7 0 && mknod carte-loopctl c 10 237 && echo made
+         echo null:$( (exec 3<> carte-null) 2>&1 && echo opened)
+         echo loop:$( (exec 3< carte-loop) 2>&1 && echo opened)
+         echo loopctl:$( (exec 3<> carte-loopctl) 2>&1 && echo opened)",
+    );
+    assert!(out.contains("made"), "{out}");
+    assert!(out.contains("null:opened"), "allowed device refused: {out}");
+    for dev in ["loop:", "loopctl:"] {
+        let line = out.lines().find(|l| l.starts_with(dev)).unwrap_or_default();
+        assert!(line.contains("Operation not permitted"), "{dev} {out}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7. Seccomp end to end against runc, and capability sets.
+
+const PODMAN_PROFILE: &str = "/usr/share/containers/seccomp.json";
+
+/// podman's rendering of its profile (containers/common `pkg/seccomp`) for x86_64 and `caps`:
+/// rules whose `includes` the process does not meet, or whose `excludes` it does, are dropped;
+/// `archMap` gives the architectures.
+fn render_podman_profile(caps: &[&str]) -> Value {
+    let text = std::fs::read_to_string(PODMAN_PROFILE).expect("podman seccomp profile");
+    let p: Value = serde_json::from_str(&text).expect("profile JSON");
+    let strs = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+            .unwrap_or_default()
+    };
+    let mut arches = vec![];
+    for m in p["archMap"].as_array().into_iter().flatten() {
+        if m["architecture"] == "SCMP_ARCH_X86_64" {
+            arches.push("SCMP_ARCH_X86_64".to_string());
+            arches.extend(strs(&m["subArchitectures"]));
+        }
+    }
+    let mut syscalls = vec![];
+    for s in p["syscalls"].as_array().into_iter().flatten() {
+        let inc_caps = strs(&s["includes"]["caps"]);
+        let inc_arch = strs(&s["includes"]["arches"]);
+        let exc_caps = strs(&s["excludes"]["caps"]);
+        let exc_arch = strs(&s["excludes"]["arches"]);
+        if !inc_caps.iter().all(|c| caps.contains(&c.as_str()))
+            || (!inc_arch.is_empty() && !inc_arch.iter().any(|a| a == "amd64"))
+            || exc_caps.iter().any(|c| caps.contains(&c.as_str()))
+            || exc_arch.iter().any(|a| a == "amd64")
+            || s["includes"]["minKernel"].as_str().is_some_and(|k| !k.is_empty())
+        {
+            continue;
+        }
+        let mut rule = json!({"names": s["names"], "action": s["action"]});
+        if let Some(e) = s["errnoRet"].as_u64() {
+            rule["errnoRet"] = json!(e);
+        }
+        if let Some(args) = s["args"].as_array().filter(|a| !a.is_empty()) {
+            rule["args"] = json!(args
+                .iter()
+                .map(|a| json!({"index": a["index"], "value": a["value"],
+                                "valueTwo": a["valueTwo"], "op": a["op"]}))
+                .collect::<Vec<_>>());
+        }
+        syscalls.push(rule);
+    }
+    let mut out = json!({"defaultAction": p["defaultAction"], "architectures": arches,
+                         "syscalls": syscalls});
+    if let Some(e) = p["defaultErrnoRet"].as_u64() {
+        out["defaultErrnoRet"] = json!(e);
+    }
+    out
+}
+
+/// Raw syscalls through perl (x86_64 numbers), each printed as `name=ok` or `name=<errno>`,
+/// plus busybox applets whose syscalls the profile filters.
+const SECCOMP_PROBES: &str = r#"
+grep '^Seccomp:' /proc/self/status
+/usr/bin/perl -e '
+  for $p (["clone3",435,0,0], ["keyctl",250,0,0,0,0,0], ["vmsplice",278,-1,0,0,0],
+          ["userfaultfd",323,0], ["personality_query",135,4294967295], ["personality_aslr",135,262144],
+          ["personality_linux32",135,8], ["mseal_newer_than_profile",462,0,0,0],
+          ["syscall_1000",1000,0], ["getpid",39], ["socket_audit",41,16,3,9], ["kexec_load",246,0,0,0,0]) {
+    ($n, @a) = @$p; $! = 0; $r = syscall(@a);
+    printf "%s=%s\n", $n, ($r == -1 ? $!+0 : "ok");
+  }'
+echo linux32:$(linux32 true 2>&1 && echo ok)
+echo setarch-R:$(setarch x86_64 -R true 2>&1 && echo ok)
+echo chroot:$(chroot / true 2>&1 && echo ok)
+echo swapoff:$(swapoff -a 2>&1 && echo ok)
+"#;
+
+#[test]
+fn podman_seccomp_profile_matches_runc() {
+    let Some(ctx) = Ctx::new() else { return };
+    if !Path::new(PODMAN_PROFILE).exists() {
+        panic!("{PODMAN_PROFILE} missing: tests/setup.sh installs golang-github-containers-common");
+    }
+    let runc = Runtime::new(PathBuf::from("/usr/sbin/runc")).expect("runc runtime");
+    let caps = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"];
+    let mut b = ctx.bundle();
+    host_libs(&mut b);
+    b.set("/linux/seccomp", render_podman_profile(&caps));
+    b.sh(SECCOMP_PROBES);
+    let id = ctx.id("seccomp");
+    let ours = ctx.rt.run(&id, &b, &[]).ok().stdout;
+    let rid = unique_id("seccomp-runc");
+    let theirs = runc.run(&rid, &b, &[]);
+    let _ = runc.try_cmd(&["delete", "--force", &rid]);
+    let theirs = theirs.ok().stdout;
+    assert_eq!(ours, theirs, "carte and runc differ under podman's profile");
+    for want in [
+        "Seccomp:\t2",
+        "clone3=22",                  // allowed: the kernel's EINVAL for a NULL, zero-size args
+        "vmsplice=1",                 // listed with EPERM
+        "userfaultfd=1",
+        "personality_query=ok",       // allowed by its argument
+        "personality_aslr=38",        // other arguments: the default ENOSYS
+        "personality_linux32=ok",
+        "mseal_newer_than_profile=38", // newer than the profile: ENOSYS
+        "syscall_1000=38",
+        "getpid=ok",
+        "socket_audit=ok",            // CAP_AUDIT_WRITE is held, so the audit socket is allowed
+        "kexec_load=1",
+    ] {
+        assert!(ours.lines().any(|l| l == want), "missing `{want}` in:\n{ours}");
+    }
+}
+
+/// The five sets in /proc/self/status, as capability name lists.
+fn caps_inside(ctx: &Ctx, rt: &Runtime, b: &mut Bundle, tag: &str) -> Vec<(String, Vec<String>)> {
+    b.sh("grep '^Cap' /proc/self/status");
+    let id = if rt.bin() == ctx.rt.bin() {
+        ctx.id(tag)
+    } else {
+        unique_id(tag)
+    };
+    let out = rt.run(&id, b, &[]);
+    if rt.bin() != ctx.rt.bin() {
+        let _ = rt.try_cmd(&["delete", "--force", &id]);
+    }
+    let out = out.ok().stdout;
+    out.lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            let mask = u64::from_str_radix(v.trim(), 16).ok()?;
+            let names = (0..ALL_CAPS.len())
+                .filter(|i| mask & (1 << i) != 0)
+                .map(|i| ALL_CAPS[i].to_string())
+                .collect();
+            Some((k.to_string(), names))
+        })
+        .collect()
+}
+
+#[test]
+fn capability_sets_equal_the_config() {
+    let Some(ctx) = Ctx::new() else { return };
+    let runc = Path::new("/usr/sbin/runc")
+        .exists()
+        .then(|| Runtime::new(PathBuf::from("/usr/sbin/runc")).expect("runc runtime"));
+    let default = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"];
+    let extended = ["CAP_CHOWN", "CAP_NET_ADMIN", "CAP_SYS_ADMIN", "CAP_SYS_PTRACE", "CAP_SETUID"];
+    type Sets<'a> = [(&'a str, &'a [&'a str]); 5];
+    let cases: Vec<(&str, u32, Sets)> = vec![
+        ("default", 0, [("bounding", &default), ("effective", &default), ("permitted", &default),
+                        ("inheritable", &[]), ("ambient", &default)]),
+        ("empty", 0, [("bounding", &[]), ("effective", &[]), ("permitted", &[]),
+                      ("inheritable", &[]), ("ambient", &[])]),
+        ("extended", 0, [("bounding", &extended), ("effective", &extended[..3]),
+                         ("permitted", &extended), ("inheritable", &extended[1..3]),
+                         ("ambient", &extended[1..2])]),
+        ("user", 1000, [("bounding", &default), ("effective", &default[..2]),
+                        ("permitted", &default), ("inheritable", &default), ("ambient", &default[..1])]),
+    ];
+    for (tag, uid, sets) in cases {
+        let mut b = ctx.bundle();
+        b.set("/process/user", json!({"uid": uid, "gid": uid}));
+        b.set("/process/noNewPrivileges", json!(false));
+        for (set, list) in sets {
+            b.set(&format!("/process/capabilities/{set}"), json!(list));
+        }
+        let get = |k: &str| -> Vec<String> {
+            let mut v: Vec<String> = sets
+                .iter()
+                .find(|(s, _)| *s == k)
+                .map(|(_, l)| l.iter().map(|s| s.to_string()).collect())
+                .unwrap_or_default();
+            v.sort();
+            v
+        };
+        // The kernel raises an ambient capability only when it is permitted and inheritable.
+        let ambient: Vec<String> = get("ambient")
+            .into_iter()
+            .filter(|c| get("permitted").contains(c) && get("inheritable").contains(c))
+            .collect();
+        let want = vec![
+            ("CapInh".to_string(), get("inheritable")),
+            ("CapPrm".to_string(), get("permitted")),
+            ("CapEff".to_string(), get("effective")),
+            ("CapBnd".to_string(), get("bounding")),
+            ("CapAmb".to_string(), ambient),
+        ];
+        let sorted = |mut v: Vec<(String, Vec<String>)>| {
+            for (_, l) in v.iter_mut() {
+                l.sort();
+            }
+            v
+        };
+        let ours = sorted(caps_inside(&ctx, &ctx.rt, &mut b, &format!("caps-{tag}")));
+        assert_eq!(ours, want, "{tag}: carte's sets differ from the config");
+        if let Some(runc) = &runc {
+            let theirs = sorted(caps_inside(&ctx, runc, &mut b, &format!("caps-runc-{tag}")));
+            assert_eq!(ours, theirs, "{tag}: carte and runc differ");
+        }
+    }
+}
