@@ -6,9 +6,10 @@
 #   util-linux      mount/umount used by the rbind and audit self-tests
 #   umoci, skopeo   build the busybox image archives (tests/images.sh) and the carte-bundle comparisons
 #   golang-github-containers-common   podman's default seccomp profile, /usr/share/containers/seccomp.json
+#   containernetworking-plugins, iptables   `carte net`: CNI bridge/host-local/loopback plugins, ipMasq rules
 set -eu
 
-packages="busybox-static runc iproute2 util-linux umoci skopeo golang-github-containers-common containerd podman conmon"
+packages="busybox-static runc iproute2 util-linux umoci skopeo golang-github-containers-common containerd podman conmon containernetworking-plugins iptables"
 
 missing=""
 for pkg in $packages; do

@@ -63,7 +63,12 @@ pub enum Command {
         #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = "carte")]
         net: Option<String>,
         /// The carte state root the --net hooks keep their CNI results under (carte's --root).
-        #[arg(long = "net-root", value_name = "DIR", default_value = "/run/carte", requires = "net")]
+        #[arg(
+            long = "net-root",
+            value_name = "DIR",
+            default_value = "/run/carte",
+            requires = "net"
+        )]
         net_root: PathBuf,
         /// Replace the image's Cmd (after its Entrypoint); everything after --args is taken as is.
         #[arg(long, num_args = 1.., allow_hyphen_values = true)]

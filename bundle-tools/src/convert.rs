@@ -39,7 +39,10 @@ impl NetHooks {
     /// Locate carte (next to this binary, else in PATH) and check the network name (CNI's rule).
     pub fn new(network: String, root: PathBuf) -> Result<NetHooks> {
         let ok = network.len() <= 200
-            && network.bytes().next().is_some_and(|c| c.is_ascii_alphanumeric())
+            && network
+                .bytes()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphanumeric())
             && network
                 .bytes()
                 .all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(&c));
@@ -62,12 +65,9 @@ impl NetHooks {
                 .map(|d| d.join("carte"))
                 .find(|c| c.is_file())
         });
-        let carte = beside
-            .filter(|c| c.is_file())
-            .or(in_path)
-            .ok_or_else(|| {
-                Error::Convert("--net: no `carte` binary next to carte-bundle or in PATH".into())
-            })?;
+        let carte = beside.filter(|c| c.is_file()).or(in_path).ok_or_else(|| {
+            Error::Convert("--net: no `carte` binary next to carte-bundle or in PATH".into())
+        })?;
         Ok(NetHooks {
             network,
             carte,

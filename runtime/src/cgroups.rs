@@ -46,22 +46,23 @@ fn cg_err(op: &str, path: &Path, e: impl std::fmt::Display) -> Error {
 /// one with `.`/`..` components would make teardown kill and remove whatever that resolves to —
 /// with `/`, every process on the host. systemd paths (`slice:prefix:name`) are checked by systemd.
 pub fn check_path(path: &Path, systemd: bool) -> Result<()> {
-    use std::path::Component;
+    use std::os::unix::ffi::OsStrExt;
     if systemd {
         return Ok(());
     }
+    // Split the raw bytes: Path::components() silently drops inner `.` components.
     let mut normal = 0;
-    for c in path.components() {
-        match c {
-            Component::RootDir => {}
-            Component::Normal(_) => normal += 1,
-            _ => {
+    for seg in path.as_os_str().as_bytes().split(|b| *b == b'/') {
+        match seg {
+            b"" => {}
+            b"." | b".." => {
                 return Err(cg_err(
                     "use",
                     path,
                     "`.` and `..` are not allowed in linux.cgroupsPath",
                 ))
             }
+            _ => normal += 1,
         }
     }
     if normal == 0 {

@@ -363,3 +363,95 @@ pub fn execveat_fd(fd: BorrowedFd, argv: &[CString], envp: &[CString]) -> Errno 
     };
     Errno::last()
 }
+
+/// `open_tree(fd, "", OPEN_TREE_CLONE | AT_EMPTY_PATH [| AT_RECURSIVE])`: a detached copy of the
+/// mount (tree) at an fd, for binding it elsewhere with `move_mount` — no path, no procfs.
+pub fn open_tree_clone_fd(fd: BorrowedFd, recursive: bool) -> Result<OwnedFd, Errno> {
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    let mut flags =
+        OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | libc::AT_EMPTY_PATH as libc::c_uint;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as libc::c_uint;
+    }
+    // SAFETY: the empty C string is static; the other arguments are integers.
+    let ret = unsafe { libc::syscall(libc::SYS_open_tree, fd.as_raw_fd(), c"".as_ptr(), flags) };
+    Errno::result(ret).map(|fd| own(fd as RawFd))
+}
+
+/// `mount_setattr(fd, "", AT_EMPTY_PATH [| AT_RECURSIVE], {attr_set})` on the mount at `fd`.
+pub fn mount_setattr_fd(fd: BorrowedFd, attr_set: u64, recursive: bool) -> Result<(), Errno> {
+    let attr = MountAttr {
+        attr_set,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let mut flags = libc::AT_EMPTY_PATH;
+    if recursive {
+        flags |= libc::AT_RECURSIVE;
+    }
+    // SAFETY: the empty C string and `attr` outlive the call; the size matches the struct.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            flags,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    Errno::result(ret).map(drop)
+}
+
+/// `move_mount(from, "", to, "", F_EMPTY_PATH | T_EMPTY_PATH)`: attach the detached mount `from`
+/// on top of what the fd `to` names. Both ends are fds, so no path (and no /proc) is involved.
+pub fn move_mount_fd(from: BorrowedFd, to: BorrowedFd) -> Result<(), Errno> {
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+    const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
+    // SAFETY: static empty C strings; integer fds and flags.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            from.as_raw_fd(),
+            c"".as_ptr(),
+            to.as_raw_fd(),
+            c"".as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    };
+    Errno::result(ret).map(drop)
+}
+
+/// A new, detached filesystem instance with no options (`fsopen` + `FSCONFIG_CMD_CREATE` +
+/// `fsmount`), e.g. the empty tmpfs that masks a directory; attach it with `move_mount_fd`.
+pub fn fsmount_new(fstype: &std::ffi::CStr, attrs: u64) -> Result<OwnedFd, Errno> {
+    const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
+    const FSOPEN_CLOEXEC: libc::c_uint = 1;
+    const FSMOUNT_CLOEXEC: libc::c_uint = 1;
+    // SAFETY: `fstype` outlives the call; the flag is an integer.
+    let fs = unsafe { libc::syscall(libc::SYS_fsopen, fstype.as_ptr(), FSOPEN_CLOEXEC) };
+    let fs = own(Errno::result(fs)? as RawFd);
+    // SAFETY: NULL key and value are what FSCONFIG_CMD_CREATE takes.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            FSCONFIG_CMD_CREATE,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<libc::c_void>(),
+            0,
+        )
+    };
+    Errno::result(ret)?;
+    // SAFETY: integer arguments.
+    let mnt = unsafe {
+        libc::syscall(
+            libc::SYS_fsmount,
+            fs.as_raw_fd(),
+            FSMOUNT_CLOEXEC,
+            attrs as libc::c_uint,
+        )
+    };
+    Errno::result(mnt).map(|fd| own(fd as RawFd))
+}

@@ -49,11 +49,21 @@ pub fn release(st: &State) -> Result<()> {
     cg
 }
 
-/// Full teardown of a container whose state dir we hold locked.
+/// Full teardown of a container whose state dir we hold locked — runtime.md's steps 12 and 13,
+/// for `delete` and for a `create` that failed (runc does the same): release what it holds, run
+/// its poststop hooks (a failure is logged, not fatal), remove the state dir. When the release
+/// fails the state dir stays, so a later `delete --force` can still find what is left.
 pub fn destroy(dir: ContainerDir, st: &State) -> Result<()> {
-    let r = release(st);
-    let d = dir.remove();
-    r.and(d)
+    let hooks = dir.config().and_then(|s| s.hooks().clone());
+    release(st)?;
+    if let Err(e) = crate::hooks::run_all(
+        "poststop",
+        hooks.as_ref().and_then(|h| h.poststop().as_ref()),
+        &st.oci_json(state::Status::Stopped),
+    ) {
+        log::warn!("{e}");
+    }
+    dir.remove()
 }
 
 /// What survives of a container whose state.json is unreadable: the id alone gives the default

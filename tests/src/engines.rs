@@ -441,8 +441,17 @@ pub fn mounts_mentioning(needle: Needle) -> Vec<String> {
 /// What one container left behind: processes and cgroups (given the audit grace to go away), mounts, and the
 /// runtime's state entry `state_dir`.
 pub fn container_leaks(needle: Needle, state_dir: &Path) -> Vec<String> {
+    leaks_within(needle, state_dir, crate::AUDIT_GRACE)
+}
+
+/// [`container_leaks`] without waiting for anything to go away: what a live container holds.
+pub fn container_leaks_now(needle: Needle, state_dir: &Path) -> Vec<String> {
+    leaks_within(needle, state_dir, Duration::ZERO)
+}
+
+fn leaks_within(needle: Needle, state_dir: &Path, grace: Duration) -> Vec<String> {
     let mut found = Vec::new();
-    crate::poll_until(crate::AUDIT_GRACE, || {
+    crate::poll_until(grace, || {
         found = processes_mentioning(needle);
         found.extend(
             cgroups_mentioning(needle)

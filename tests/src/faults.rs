@@ -241,7 +241,7 @@ impl Rng {
         Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -250,7 +250,7 @@ impl Rng {
 
     /// A number below `n` (which must not be 0).
     pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
+        (self.next_u64() % n as u64) as usize
     }
 
     pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
@@ -324,12 +324,27 @@ fn odd_value(rng: &mut Rng) -> Value {
 /// mount sources, huge ids and limits); each returns the pointer it sets and the value.
 fn named_case(rng: &mut Rng, id: &str) -> (String, Value) {
     let cases: Vec<(&str, Value)> = vec![
-        ("/process/rlimits/0", json!({"type": "RLIMIT_BOGUS", "hard": 1, "soft": 1})),
-        ("/process/rlimits/0", json!({"type": "RLIMIT_NOFILE", "hard": 1, "soft": u64::MAX})),
-        ("/process/rlimits/0", json!({"type": "RLIMIT_NOFILE", "hard": u64::MAX, "soft": u64::MAX})),
-        ("/process/rlimits/0", json!({"type": "RLIMIT_NPROC", "hard": 0, "soft": 0})),
+        (
+            "/process/rlimits/0",
+            json!({"type": "RLIMIT_BOGUS", "hard": 1, "soft": 1}),
+        ),
+        (
+            "/process/rlimits/0",
+            json!({"type": "RLIMIT_NOFILE", "hard": 1, "soft": u64::MAX}),
+        ),
+        (
+            "/process/rlimits/0",
+            json!({"type": "RLIMIT_NOFILE", "hard": u64::MAX, "soft": u64::MAX}),
+        ),
+        (
+            "/process/rlimits/0",
+            json!({"type": "RLIMIT_NPROC", "hard": 0, "soft": 0}),
+        ),
         ("/process/user/uid", json!(u32::MAX)),
-        ("/process/user/additionalGids", json!((0..70_000).collect::<Vec<u32>>())),
+        (
+            "/process/user/additionalGids",
+            json!((0..70_000).collect::<Vec<u32>>()),
+        ),
         ("/process/cwd", json!("/tmp/../../../..")),
         ("/process/cwd", json!("/no\u{0}where")),
         ("/process/args", json!(["/bin/\u{0}true"])),
@@ -337,28 +352,73 @@ fn named_case(rng: &mut Rng, id: &str) -> (String, Value) {
         ("/process/env/0", json!("NOEQUALS")),
         ("/process/capabilities/bounding/0", json!("CAP_BOGUS")),
         ("/process/oomScoreAdj", json!(100_000)),
-        ("/process/apparmorProfile", json!("carte-nonexistent-profile")),
-        ("/mounts/-", json!({"destination": "/mnt/../../../x", "type": "tmpfs", "source": "tmpfs"})),
-        ("/mounts/-", json!({"destination": "/mnt/x", "type": "bind", "source": format!("/nonexistent/{id}"), "options": ["rbind"]})),
-        ("/mounts/-", json!({"destination": "/mnt/x", "type": "nosuchfs", "source": "none"})),
-        ("/mounts/-", json!({"destination": "/mnt/\u{0}x", "type": "tmpfs", "source": "tmpfs"})),
-        ("/mounts/-", json!({"destination": "/mnt/x", "type": "tmpfs", "source": "tmpfs", "options": ["size=-1", "mode=99999", "bogus", "", "rro"]})),
-        ("/mounts/-", json!({"destination": "/mnt/x", "type": "bind", "source": "/proc/self/../../../", "options": ["bind", "idmap"]})),
+        (
+            "/process/apparmorProfile",
+            json!("carte-nonexistent-profile"),
+        ),
+        (
+            "/mounts/-",
+            json!({"destination": "/mnt/../../../x", "type": "tmpfs", "source": "tmpfs"}),
+        ),
+        (
+            "/mounts/-",
+            json!({"destination": "/mnt/x", "type": "bind", "source": format!("/nonexistent/{id}"), "options": ["rbind"]}),
+        ),
+        (
+            "/mounts/-",
+            json!({"destination": "/mnt/x", "type": "nosuchfs", "source": "none"}),
+        ),
+        (
+            "/mounts/-",
+            json!({"destination": "/mnt/\u{0}x", "type": "tmpfs", "source": "tmpfs"}),
+        ),
+        (
+            "/mounts/-",
+            json!({"destination": "/mnt/x", "type": "tmpfs", "source": "tmpfs", "options": ["size=-1", "mode=99999", "bogus", "", "rro"]}),
+        ),
+        (
+            "/mounts/-",
+            json!({"destination": "/mnt/x", "type": "bind", "source": "/proc/self/../../../", "options": ["bind", "idmap"]}),
+        ),
         ("/mounts/0/destination", json!("")),
         ("/linux/resources/memory", json!({"limit": 1})),
         ("/linux/resources/memory", json!({"limit": -2, "swap": -5})),
-        ("/linux/resources/memory", json!({"limit": i64::MAX, "reservation": i64::MIN})),
+        (
+            "/linux/resources/memory",
+            json!({"limit": i64::MAX, "reservation": i64::MIN}),
+        ),
         ("/linux/resources/pids", json!({"limit": 0})),
-        ("/linux/resources/cpu", json!({"shares": u64::MAX, "quota": -7, "period": 0, "cpus": "99999", "mems": "x"})),
-        ("/linux/resources/devices/-", json!({"allow": true, "type": "q", "major": -1, "minor": u32::MAX as i64 + 9, "access": "rwmx"})),
-        ("/linux/devices", json!([{"path": "/dev/../../x", "type": "c", "major": 1, "minor": 3}])),
-        ("/linux/devices", json!([{"path": "/dev/fuzz", "type": "z", "major": -1, "minor": -1}])),
+        (
+            "/linux/resources/cpu",
+            json!({"shares": u64::MAX, "quota": -7, "period": 0, "cpus": "99999", "mems": "x"}),
+        ),
+        (
+            "/linux/resources/devices/-",
+            json!({"allow": true, "type": "q", "major": -1, "minor": u32::MAX as i64 + 9, "access": "rwmx"}),
+        ),
+        (
+            "/linux/devices",
+            json!([{"path": "/dev/../../x", "type": "c", "major": 1, "minor": 3}]),
+        ),
+        (
+            "/linux/devices",
+            json!([{"path": "/dev/fuzz", "type": "z", "major": -1, "minor": -1}]),
+        ),
         ("/linux/maskedPaths/-", json!("/proc/../../etc")),
         ("/linux/readonlyPaths/-", json!("relative/path")),
         ("/linux/seccomp", json!({"defaultAction": "SCMP_ACT_BOGUS"})),
-        ("/linux/seccomp", json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["nosuchcall"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 99, "value": 1, "op": "SCMP_CMP_EQ"}]}]})),
-        ("/linux/seccomp", json!({"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_BOGUS"]})),
-        ("/linux/uidMappings", json!([{"containerID": 0, "hostID": u32::MAX, "size": u32::MAX}])),
+        (
+            "/linux/seccomp",
+            json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["nosuchcall"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 99, "value": 1, "op": "SCMP_CMP_EQ"}]}]}),
+        ),
+        (
+            "/linux/seccomp",
+            json!({"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_BOGUS"]}),
+        ),
+        (
+            "/linux/uidMappings",
+            json!([{"containerID": 0, "hostID": u32::MAX, "size": u32::MAX}]),
+        ),
         ("/linux/rootfsPropagation", json!("sideways")),
         ("/linux/personality", json!({"domain": "LINUX_BOGUS"})),
         ("/hostname", json!("h".repeat(300))),

@@ -5,11 +5,12 @@
 
 use carte_tests::engines::containerd::Ctd;
 use carte_tests::engines::{
-    cgroup_members, freezer_state, host_memory_limit, run_in_pty, Needle, Rt,
+    cgroup_members, container_leaks_now, freezer_state, host_memory_limit, run_in_pty, Needle, Rt,
 };
 use carte_tests::per_runtime;
 
 per_runtime!(
+    audit_sees_live_container,
     run_rm,
     exec,
     exec_detach_ps,
@@ -20,6 +21,20 @@ per_runtime!(
     memory_limit,
     tty_run,
 );
+
+/// The leak audit is able to fail: a running container shows up in every category it checks.
+fn audit_sees_live_container(rt: Rt) {
+    let Some(t) = Ctd::new(rt) else { return };
+    let id = t.id("auditlive");
+    t.run_detached(&id, &[], &["sleep", "1000"]);
+    let leaks = container_leaks_now(Needle::Token(&id), &t.state_dir(&id));
+    for what in ["process", "cgroup", "runtime state", "mount"] {
+        assert!(
+            leaks.iter().any(|l| l.starts_with(what)),
+            "no {what} in {leaks:?}"
+        );
+    }
+}
 
 /// `ctr run --rm`: the container's stdout and stderr reach ctr, its exit code is ctr's, nothing is left.
 fn run_rm(rt: Rt) {
@@ -43,7 +58,8 @@ fn run_rm(rt: Rt) {
     assert!(leaks.is_empty(), "{leaks:?}");
 }
 
-/// `ctr task exec` into a detached container, plain and with `--tty`: output and exit codes come back.
+/// `ctr task exec` into a detached container, plain, as another user in another directory, and with `--tty`:
+/// output and exit codes come back.
 fn exec(rt: Rt) {
     let Some(t) = Ctd::new(rt) else { return };
     let id = t.id("exec");
@@ -59,6 +75,22 @@ fn exec(rt: Rt) {
         "echo ex-$((2+3)); exit 5",
     ]);
     assert_eq!((out.code(), out.stdout.trim()), (5, "ex-5"), "{out}");
+    // The process.json fields the shim fills from `--user` and `--cwd`.
+    let out = t.ctr(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "e3",
+        "--user",
+        "1000",
+        "--cwd",
+        "/tmp",
+        &id,
+        "sh",
+        "-c",
+        "echo $(id -u) $(pwd)",
+    ]);
+    assert_eq!(out.ok().stdout.trim(), "1000 /tmp");
     let cmd = t.command(&[
         "task",
         "exec",

@@ -4,10 +4,14 @@
 //! leak audit; the last one to finish checks the world's mounts and cgroup parents.
 
 use carte_tests::engines::podman::Pm;
-use carte_tests::engines::{freezer_state, host_memory_limit, images, run_in_pty, Rt};
+use carte_tests::engines::{
+    container_leaks_now, freezer_state, host_memory_limit, images, run_in_pty, Needle, Rt,
+};
 use carte_tests::per_runtime;
 
 per_runtime!(
+    audit_sees_live_container,
+    info_version,
     load_and_run,
     run_rm,
     exec,
@@ -29,6 +33,35 @@ fn loaded(out: &str) -> Vec<String> {
         })
         .flat_map(|(_, names)| names.split(',').map(|n| n.trim().to_string()))
         .collect()
+}
+
+/// The leak audit is able to fail: a running container shows up in every category it checks.
+fn audit_sees_live_container(rt: Rt) {
+    let Some(t) = Pm::new(rt) else { return };
+    let name = t.name("auditlive");
+    t.run_detached(&name, &[], &["sleep", "1000"]);
+    let cid = t.cid(&name);
+    assert_eq!(cid.len(), 64, "cidfile of {name}");
+    let leaks = container_leaks_now(Needle::Anywhere(&cid), &t.state_dir(&cid));
+    for what in ["process", "cgroup", "runtime state", "mount"] {
+        assert!(
+            leaks.iter().any(|l| l.starts_with(what)),
+            "no {what} in {leaks:?}"
+        );
+    }
+}
+
+/// `podman info` reports the runtime by what its `--version` prints (`<name> version <v>` first).
+fn info_version(rt: Rt) {
+    let Some(t) = Pm::new(rt) else { return };
+    let out = t
+        .podman(&["info", "--format", "{{.Host.OCIRuntime.Version}}"])
+        .ok();
+    let first = out.stdout.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with(&format!("{} version ", rt.name())),
+        "{out}"
+    );
 }
 
 /// `podman load` of the docker-archive and the oci-archive, then a container from each loaded image.
@@ -66,13 +99,29 @@ fn run_rm(rt: Rt) {
     assert_eq!(out.code(), 3, "{out}");
 }
 
-/// `podman exec` into a detached container, plain and with `-t` (conmon's `exec --tty --console-socket`).
+/// `podman exec` into a detached container: plain, with user/workdir/env, and with `-t` (conmon's `exec --tty
+/// --console-socket`).
 fn exec(rt: Rt) {
     let Some(t) = Pm::new(rt) else { return };
     let name = t.name("exec");
     t.run_detached(&name, &[], &["sleep", "1000"]);
     let out = t.podman(&["exec", &name, "sh", "-c", "echo ex-$((2+3)); exit 5"]);
     assert_eq!((out.code(), out.stdout.trim()), (5, "ex-5"), "{out}");
+    let script = "echo $(id -u) $(pwd) $CARTE_X";
+    let out = t.podman(&[
+        "exec",
+        "-u",
+        "1000",
+        "-w",
+        "/tmp",
+        "-e",
+        "CARTE_X=y",
+        &name,
+        "sh",
+        "-c",
+        script,
+    ]);
+    assert_eq!(out.ok().stdout.trim(), "1000 /tmp y");
     let out = t.podman(&[
         "exec",
         "-t",

@@ -4,7 +4,8 @@
 //! find nothing.
 //!
 //! CI runs small counts; `make soak` sets `CARTE_SOAK=1` for the full ones (1,000 lifecycles, 200 kills of
-//! `create`, 10 race rounds, 2,000 garbage configs) and `--nocapture` prints the figures.
+//! `create` and 60 each of `run -d`, `start`, `exec -d` and `delete --force`, 10 race rounds, 2,000 garbage
+//! configs) and `--nocapture` prints the figures.
 
 use carte_tests::faults::{self, Rng};
 use carte_tests::*;
@@ -41,9 +42,13 @@ fn heavy_bundle(ctx: &Ctx, args: &[&str]) -> Bundle {
     let src = ctx.tempdir();
     b.args(args);
     b.resource("memory", json!({"limit": 64 * 1024 * 1024}));
-    b.mount(json!({"destination": "/mnt", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]}));
-    b.mount(json!({"destination": "/home/user", "type": "bind", "source": src.display().to_string(),
-        "options": ["rbind", "ro"]}));
+    b.mount(
+        json!({"destination": "/mnt", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]}),
+    );
+    b.mount(
+        json!({"destination": "/home/user", "type": "bind", "source": src.display().to_string(),
+        "options": ["rbind", "ro"]}),
+    );
     b
 }
 
@@ -60,6 +65,7 @@ enum Victim {
     Create,
     RunDetached,
     Start,
+    ExecDetached,
     DeleteForce,
 }
 
@@ -72,8 +78,10 @@ impl Victim {
             Victim::Start => {
                 ctx.rt.cmd(&["create", id, "--bundle", b.path_str()]).ok();
             }
-            Victim::DeleteForce => {
-                ctx.rt.cmd(&["run", "-d", id, "--bundle", b.path_str()]).ok();
+            Victim::DeleteForce | Victim::ExecDetached => {
+                ctx.rt
+                    .cmd(&["run", "-d", id, "--bundle", b.path_str()])
+                    .ok();
             }
         }
     }
@@ -83,13 +91,15 @@ impl Victim {
             Victim::Create => vec!["create", id, "--bundle", b.path_str()],
             Victim::RunDetached => vec!["run", "-d", id, "--bundle", b.path_str()],
             Victim::Start => vec!["start", id],
+            // The id as the shell's $0 puts it in the process's cmdline, where the audit looks.
+            Victim::ExecDetached => vec!["exec", "-d", id, "sh", "-c", "sleep 1000; :", id],
             Victim::DeleteForce => vec!["delete", "--force", id],
         }
     }
 }
 
 /// Kills `victim` at `n` moments spread over the median duration of an unkilled call, then requires that
-/// `delete --force` succeeds and leaves nothing. Returns how many tries left something (asserted zero).
+/// `delete --force` succeeds and leaves nothing; prints how many tries left something and asserts none did.
 fn kill_sweep(victim: Victim, n: usize) {
     let Some(ctx) = Ctx::new() else { return };
     let mut b = heavy_bundle(&ctx, &["sleep", "1000"]);
@@ -158,6 +168,11 @@ fn sigkill_start_at_any_moment_leaves_nothing() {
 }
 
 #[test]
+fn sigkill_exec_detached_at_any_moment_leaves_nothing() {
+    kill_sweep(Victim::ExecDetached, count(12, 60));
+}
+
+#[test]
 fn sigkill_delete_at_any_moment_leaves_nothing() {
     kill_sweep(Victim::DeleteForce, count(12, 60));
 }
@@ -196,7 +211,10 @@ fn an_init_dies_with_a_killed_create_before_any_delete() {
         json!({"path": "/bin/sh", "args": ["sh", "-c", format!("echo $$ > {}; exec sleep 1000", flag.display())]}),
     );
     with_cgroup(&mut b, &id);
-    let call = match ctx.rt.spawn(&["create", &id, "--bundle", b.path_str()], Default::default()) {
+    let call = match ctx.rt.spawn(
+        &["create", &id, "--bundle", b.path_str()],
+        Default::default(),
+    ) {
         Ok(c) => c,
         Err(e) => panic!("{e:#}"),
     };
@@ -209,8 +227,15 @@ fn an_init_dies_with_a_killed_create_before_any_delete() {
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
     let pid = recorded["pid"].as_i64().unwrap_or(0);
-    assert!(pid > 0 && alive(pid), "state.json does not record the live init: {recorded}");
-    assert_eq!(recorded["cgroupPath"], format!("/carte-test/{id}"), "{recorded}");
+    assert!(
+        pid > 0 && alive(pid),
+        "state.json does not record the live init: {recorded}"
+    );
+    assert_eq!(
+        recorded["cgroupPath"],
+        format!("/carte-test/{id}"),
+        "{recorded}"
+    );
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(call.pid() as i32),
         nix::sys::signal::Signal::SIGKILL,
@@ -242,7 +267,11 @@ fn a_dead_creates_half_claimed_state_dir_is_removed_by_delete_force() {
     }
     let _ = std::fs::write(stale.join("state.json"), "{}");
     ctx.rt.delete_force(&id).ok();
-    assert!(!stale.exists(), "{} survived delete --force", stale.display());
+    assert!(
+        !stale.exists(),
+        "{} survived delete --force",
+        stale.display()
+    );
     assert!(leftovers(&ctx, &id).is_empty());
 }
 
@@ -295,9 +324,8 @@ fn soak_lifecycles_leave_nothing() {
                     && call(&["start", &id]).is_some()
                 {
                     let stopped = poll_until(runtime::TIMEOUT, || {
-                        rt.try_cmd(&["state", &id]).is_ok_and(|o| {
-                            o.success() && o.stdout.contains("\"stopped\"")
-                        })
+                        rt.try_cmd(&["state", &id])
+                            .is_ok_and(|o| o.success() && o.stdout.contains("\"stopped\""))
                     });
                     if !stopped {
                         if let Ok(mut f) = failures.lock() {
@@ -381,7 +409,14 @@ fn concurrent_creates_of_one_id_have_exactly_one_winner() {
         let mut b = heavy_bundle(&ctx, &["sleep", "1000"]);
         with_cgroup(&mut b, &id);
         let mut calls: Vec<Vec<String>> = (0..20)
-            .map(|_| vec!["create".into(), id.clone(), "--bundle".into(), b.path_str().into()])
+            .map(|_| {
+                vec![
+                    "create".into(),
+                    id.clone(),
+                    "--bundle".into(),
+                    b.path_str().into(),
+                ]
+            })
             .collect();
         for _ in 0..3 {
             calls.push(vec!["state".into(), id.clone()]);
@@ -433,7 +468,9 @@ fn concurrent_force_deletes_all_succeed_and_leave_nothing() {
         let id = ctx.id("delrace");
         let mut b = heavy_bundle(&ctx, &["sleep", "1000"]);
         with_cgroup(&mut b, &id);
-        ctx.rt.cmd(&["run", "-d", &id, "--bundle", b.path_str()]).ok();
+        ctx.rt
+            .cmd(&["run", "-d", &id, "--bundle", b.path_str()])
+            .ok();
         let mut calls: Vec<Vec<String>> = (0..20)
             .map(|_| vec!["delete".into(), "--force".into(), id.clone()])
             .collect();
@@ -473,7 +510,9 @@ fn corrupt_state_file_is_reported_and_delete_force_still_cleans_up() {
     let mut hb = ctx.bundle();
     hb.args(&["sleep", "1000"]);
     hb.write().ok();
-    ctx.rt.cmd(&["run", "-d", &healthy, "--bundle", hb.path_str()]).ok();
+    ctx.rt
+        .cmd(&["run", "-d", &healthy, "--bundle", hb.path_str()])
+        .ok();
     let mut cases = 0;
     for kind in faults::CORRUPTIONS {
         for custom_cgroup in [false, true] {
@@ -484,7 +523,9 @@ fn corrupt_state_file_is_reported_and_delete_force_still_cleans_up() {
             } else {
                 b.write().ok();
             }
-            ctx.rt.cmd(&["run", "-d", &id, "--bundle", b.path_str()]).ok();
+            ctx.rt
+                .cmd(&["run", "-d", &id, "--bundle", b.path_str()])
+                .ok();
             let pid = ctx.rt.state(&id)["pid"].as_i64().unwrap_or(0);
             let file = ctx.rt.root().join(&id).join("state.json");
             let bytes = std::fs::read(&file).unwrap_or_default();
@@ -495,12 +536,21 @@ fn corrupt_state_file_is_reported_and_delete_force_still_cleans_up() {
             let st = ctx.rt.cmd(&["state", &id]).fails();
             assert!(st.stderr.contains(&id), "{what}: {st}");
             let list = ctx.rt.cmd(&["list", "-f", "json"]).ok();
-            assert!(list.stderr.contains(&id), "{what}: list says nothing of it: {list}");
+            assert!(
+                list.stderr.contains(&id),
+                "{what}: list says nothing of it: {list}"
+            );
             let ids: Vec<String> = match list.json() {
-                Value::Array(v) => v.iter().filter_map(|e| e["id"].as_str().map(String::from)).collect(),
+                Value::Array(v) => v
+                    .iter()
+                    .filter_map(|e| e["id"].as_str().map(String::from))
+                    .collect(),
                 _ => Vec::new(),
             };
-            assert!(ids.contains(&healthy), "{what}: list lost the healthy container: {list}");
+            assert!(
+                ids.contains(&healthy),
+                "{what}: list lost the healthy container: {list}"
+            );
             assert!(!ids.contains(&id), "{what}: {list}");
             let kill = ctx.rt.cmd(&["kill", &id, "TERM"]).fails();
             assert!(kill.stderr.contains(&id), "{what}: {kill}");
@@ -600,9 +650,30 @@ fn garbage_command_lines_never_crash() {
         vec!["spec", "--bundle", "/nonexistent"],
         vec!["create", &id, "--bundle", "/nonexistent"],
         vec!["create", &id, "--bundle", "/dev/null"],
-        vec!["create", &id, "--bundle", bp, "--pid-file", "/proc/nonexistent/pid"],
-        vec!["create", &id, "--bundle", bp, "--console-socket", "/nonexistent.sock"],
-        vec!["create", &id, "--bundle", bp, "--preserve-fds", "4294967295"],
+        vec![
+            "create",
+            &id,
+            "--bundle",
+            bp,
+            "--pid-file",
+            "/proc/nonexistent/pid",
+        ],
+        vec![
+            "create",
+            &id,
+            "--bundle",
+            bp,
+            "--console-socket",
+            "/nonexistent.sock",
+        ],
+        vec![
+            "create",
+            &id,
+            "--bundle",
+            bp,
+            "--preserve-fds",
+            "4294967295",
+        ],
         vec!["run", "-d", "--bundle", bp, "--pid-file", "", &id],
         vec!["create", "", "--bundle", bp],
         vec!["create", &long, "--bundle", bp],
@@ -628,7 +699,9 @@ fn garbage_command_lines_never_crash() {
                 use std::os::unix::process::ExitStatusExt;
                 let text = String::from_utf8_lossy(&o.stderr);
                 assert!(
-                    o.status.code() != Some(101) && o.status.signal().is_none() && !text.contains("panicked"),
+                    o.status.code() != Some(101)
+                        && o.status.signal().is_none()
+                        && !text.contains("panicked"),
                     "{verb} with a non-UTF-8 id crashed: {text}"
                 );
             }
@@ -648,7 +721,7 @@ fn garbage_generator_is_deterministic_and_varied() {
     let mut kinds = std::collections::BTreeSet::new();
     let mut rng = Rng::new(1);
     for _ in 0..300 {
-        let (bytes, what) = faults::garbage_config(&base, rng.next(), "x");
+        let (bytes, what) = faults::garbage_config(&base, rng.next_u64(), "x");
         kinds.insert(match serde_json::from_slice::<Value>(&bytes) {
             Ok(_) => "json",
             Err(_) if what.contains("nested") => "deep",

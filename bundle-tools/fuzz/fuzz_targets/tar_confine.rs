@@ -20,9 +20,13 @@ fn entries(mut data: &[u8]) -> Vec<(u8, Vec<u8>, Vec<u8>, Vec<u8>)> {
         Some(v.to_vec())
     };
     while out.len() < 32 {
-        let Some((&kind, rest)) = data.split_first() else { break };
+        let Some((&kind, rest)) = data.split_first() else {
+            break;
+        };
         data = rest;
-        let (Some(name), Some(link), Some(body)) = (take(&mut data), take(&mut data), take(&mut data)) else {
+        let (Some(name), Some(link), Some(body)) =
+            (take(&mut data), take(&mut data), take(&mut data))
+        else {
             break;
         };
         out.push((kind, name, link, body));
@@ -50,7 +54,11 @@ fn tar_of(list: &[(u8, Vec<u8>, Vec<u8>, Vec<u8>)]) -> Vec<u8> {
         let l = link.len().min(raw.linkname.len());
         raw.linkname[..l].copy_from_slice(&link[..l]);
         h.set_mode(if kind & 0x80 != 0 { 0o4755 } else { 0o644 });
-        let body: &[u8] = if typ == tar::EntryType::Regular { body } else { &[] };
+        let body: &[u8] = if typ == tar::EntryType::Regular {
+            body
+        } else {
+            &[]
+        };
         h.set_size(body.len() as u64);
         h.set_cksum();
         let _ = b.append(&h, body);
@@ -60,15 +68,22 @@ fn tar_of(list: &[(u8, Vec<u8>, Vec<u8>, Vec<u8>)]) -> Vec<u8> {
 
 /// Every path under `dir` (not following symlinks) that is not under `skip`, with its kind and content.
 fn snapshot(dir: &Path, skip: &Path, out: &mut Vec<(String, String)>) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in rd.flatten() {
         let p = e.path();
         if p == skip {
             continue;
         }
         let meta = std::fs::symlink_metadata(&p).ok();
-        let content = std::fs::read(&p).map(|c| c.len().to_string()).unwrap_or_default();
-        out.push((p.display().to_string(), format!("{:?} {content}", meta.map(|m| m.file_type()))));
+        let content = std::fs::read(&p)
+            .map(|c| c.len().to_string())
+            .unwrap_or_default();
+        out.push((
+            p.display().to_string(),
+            format!("{:?} {content}", meta.map(|m| m.file_type())),
+        ));
         if e.file_type().is_ok_and(|t| t.is_dir()) {
             snapshot(&p, skip, out);
         }
@@ -76,12 +91,19 @@ fn snapshot(dir: &Path, skip: &Path, out: &mut Vec<(String, String)>) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(scratch) = tempfile::tempdir() else { return };
+    let Ok(scratch) = tempfile::tempdir() else {
+        return;
+    };
     let rootfs = scratch.path().join("a/b/c/rootfs");
     for d in ["a/b/c/rootfs/etc", "a/x", "a/b/y", "a/b/c/z"] {
         let _ = std::fs::create_dir_all(scratch.path().join(d));
     }
-    for f in ["a/x/passwd", "a/b/y/keep", "a/b/c/z/keep", "a/b/c/rootfs/etc/passwd"] {
+    for f in [
+        "a/x/passwd",
+        "a/b/y/keep",
+        "a/b/c/z/keep",
+        "a/b/c/rootfs/etc/passwd",
+    ] {
         let _ = std::fs::write(scratch.path().join(f), b"sentinel");
     }
     let mut before = Vec::new();
@@ -96,5 +118,8 @@ fuzz_target!(|data: &[u8]| {
     }
     let mut after = Vec::new();
     snapshot(scratch.path(), &rootfs, &mut after);
-    assert_eq!(before, after, "a layer changed something outside the rootfs");
+    assert_eq!(
+        before, after,
+        "a layer changed something outside the rootfs"
+    );
 });

@@ -2,6 +2,7 @@
 //! Each is skipped for a runtime whose `spec:` version predates the field.
 
 use super::{case_since, Section};
+use crate::bundle;
 use crate::case::{Case, Ctx, Outcome};
 use anyhow::{ensure, Result};
 use serde_json::json;
@@ -37,7 +38,7 @@ pub fn cases() -> Vec<Case> {
         case_since(
             S,
             "execCPUAffinity",
-            "execCPUAffinity.final MUST be the process's CPU affinity",
+            "execCPUAffinity.final MUST be an exec'd process's CPU affinity",
             "1.2.0",
             exec_cpu_affinity,
         ),
@@ -89,10 +90,20 @@ fn scheduler(ctx: &Ctx) -> Result<Outcome> {
     Ok(Outcome::Pass)
 }
 
+/// The spec says execCPUAffinity does not apply to the init: set it on an `exec`'d probe.
 fn exec_cpu_affinity(ctx: &Ctx) -> Result<Outcome> {
-    let r = ctx.probe_with(&[], |c| {
-        c["process"]["execCPUAffinity"] = json!({"final": "0"})
-    })?;
+    let mut config = bundle::base_config(&[bundle::PROBE, "sleep", "600"]);
+    let bundle = ctx.bundle(&config)?;
+    let c = ctx.create(&bundle)?;
+    c.start()?;
+    config["process"]["args"] = json!(bundle::probe_args(&[]));
+    config["process"]["execCPUAffinity"] = json!({"initial": "0", "final": "0"});
+    let process = bundle.dir.join("process.json");
+    std::fs::write(&process, serde_json::to_vec(&config["process"])?)?;
+    let out = c.verb("exec", &["--process", &process.to_string_lossy()])?;
+    ensure!(out.success, "exec failed: {}", out.error_line());
+    let line = out.stdout.lines().rev().find(|l| l.starts_with('{'));
+    let r: serde_json::Value = serde_json::from_str(line.unwrap_or("{}"))?;
     ensure!(
         r["status"]["Cpus_allowed_list"] == "0",
         "Cpus_allowed_list is {}, want 0",

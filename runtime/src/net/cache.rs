@@ -46,10 +46,21 @@ pub fn load(root: &Path, id: &str) -> Result<Option<Entry>> {
 
 pub fn save(root: &Path, e: &Entry) -> Result<()> {
     let d = root.join(DIR);
-    std::fs::create_dir_all(&d).ctx("create", d.display())?;
     let data = serde_json::to_vec_pretty(e)
         .map_err(|err| Error::Other(format!("encode CNI cache: {err}")))?;
-    crate::state::write_atomic(&path(root, &e.id), &data)
+    let mut attempt = 0;
+    loop {
+        std::fs::create_dir_all(&d).ctx("create", d.display())?;
+        match crate::state::write_atomic(&path(root, &e.id), &data) {
+            // Another container's `remove` took the directory while it looked empty: make it again.
+            Err(Error::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound && attempt < 3 =>
+            {
+                attempt += 1;
+            }
+            r => return r,
+        }
+    }
 }
 
 /// Remove the entry, and the directory when it was the last one.

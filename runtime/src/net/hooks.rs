@@ -69,7 +69,7 @@ mod tests {
     #[test]
     fn hooks_and_a_network_namespace_are_added() {
         let mut spec = crate::verbs::spec::default_spec(false);
-        spec["linux"]["namespaces"] = json!([{"type": "pid"}]);
+        spec["linux"]["namespaces"] = json!([{"type": "pid"}, {"type": "mount"}, {"type": "uts"}]);
         add_to_spec(
             &mut spec,
             Path::new("/usr/bin/carte"),

@@ -42,7 +42,7 @@ pub fn add(root: &Path, id: &str, pid: i32, network: &str, ifname: &str) -> Resu
             cache::path(root, &old.id).display()
         )));
     }
-    let lists = vec![conf::loopback(), conf::find(network)?];
+    let lists = [conf::loopback(), conf::find(network)?];
     let netns = pin::pin(pid, id)?;
     log::debug!(
         "pinned the network namespace of pid {pid} on {}",

@@ -8,9 +8,10 @@
 //!  clone ─────────────────────────────────▶ PDEATHSIG, non-dumpable, wait
 //!  cgroup: join the container's
 //!  Go ────────────────────────────────────▶ setns user, others, mount last; setsid;
-//!                                           console, rlimits, caps, user, cwd, seccomp
+//!                                           console, rlimits, caps, user, cwd;
+//!                                           clear PDEATHSIG (detached); seccomp
 //!  ◀─────────────────────────────────────── Ready (or Failed{msg})
-//!  pid file; wait or exit                   clear PDEATHSIG (detached), close fds, execve
+//!  pid file; wait or exit                   close fds, execve
 //! ```
 
 use super::identity;
@@ -112,6 +113,12 @@ pub fn spawn(st: &State, spec: &Spec, plan: &ProcPlan, o: &ExecOpts) -> Result<i
         sys::setns(n.fd.as_fd(), n.nstype)
             .ctx("setns", format!("{} namespace of pid {init}", n.name))?;
     }
+    if let Some(cpus) = &plan.exec_cpus_initial {
+        // Ours, inherited by the child until it is in the container's cgroup (runtime-spec
+        // execCPUAffinity.initial: keeps the join off CPUs busy with the container's work).
+        nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), cpus)
+            .ctx("sched_setaffinity", "execCPUAffinity.initial")?;
+    }
     let (parent, child) = sync::pair()?;
     log::debug!("clone the exec process for container {}", st.id);
     match sys::clone_fork(0).ctx("clone", "exec process")? {
@@ -163,6 +170,11 @@ fn child_story(
         Some(Msg::Go(_)) => {}
         _ => sys::exit_now(1),
     }
+    // Now in the container's cgroup, whose cpuset the kernel may have applied.
+    if let Some(cpus) = &plan.exec_cpus_final {
+        nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), cpus)
+            .ctx("sched_setaffinity", "execCPUAffinity.final")?;
+    }
     for n in nss
         .iter()
         .filter(|n| n.nstype != libc::CLONE_NEWPID && n.nstype != libc::CLONE_NEWTIME)
@@ -172,16 +184,17 @@ fn child_story(
     }
     nix::unistd::setsid().ctx("setsid", "exec process")?;
     let (exe, envp) = identity::assume(plan, console)?;
+    if o.detach {
+        // A detached exec outlives `carte exec`, which exits as soon as it reads Ready: clear the
+        // death signal before sending it (and before seccomp, which could filter prctl).
+        nix::sys::prctl::set_pdeathsig(None).ctx("prctl", "PR_SET_PDEATHSIG")?;
+    }
     if plan.no_new_privs {
         if let Some(s) = &plan.seccomp {
             s.install().ctx("seccomp", "install filter")?;
         }
     }
     chan.send(&Msg::Ready)?;
-    if o.detach {
-        // A detached exec outlives `carte exec`.
-        nix::sys::prctl::set_pdeathsig(None).ctx("prctl", "PR_SET_PDEATHSIG")?;
-    }
     crate::signals::reset_defaults()?;
     let listen = std::env::var("LISTEN_FDS")
         .ok()

@@ -43,6 +43,10 @@ pub struct ProcPlan {
     pub personality: Option<libc::c_ulong>,
     pub ioprio: Option<(i64, i64)>,
     pub sched: Option<crate::sys::SchedAttr>,
+    /// `execCPUAffinity` (exec only; the spec says it does not apply to the init): the CPUs
+    /// `carte exec` runs on before the cgroup move, and those the process gets after it.
+    pub exec_cpus_initial: Option<nix::sched::CpuSet>,
+    pub exec_cpus_final: Option<nix::sched::CpuSet>,
 }
 
 fn cstrings(v: &[String], field: &str) -> Result<Vec<CString>> {
@@ -160,7 +164,16 @@ pub fn build_process(p: &Process, linux: Option<&oci_spec::runtime::Linux>) -> R
         }
         None => None,
     };
+    let affinity = p.exec_cpu_affinity().as_ref();
     Ok(ProcPlan {
+        exec_cpus_initial: affinity
+            .and_then(|a| a.initial().as_deref())
+            .map(|l| cpu_list(l, "process.execCPUAffinity.initial"))
+            .transpose()?,
+        exec_cpus_final: affinity
+            .and_then(|a| a.cpu_affinity_final().as_deref())
+            .map(|l| cpu_list(l, "process.execCPUAffinity.final"))
+            .transpose()?,
         personality,
         ioprio,
         sched: p.scheduler().as_ref().map(sched_attr).transpose()?,
@@ -184,6 +197,28 @@ pub fn build_process(p: &Process, linux: Option<&oci_spec::runtime::Linux>) -> R
             .console_size()
             .map(|b| (b.height() as u16, b.width() as u16)),
     })
+}
+
+/// A CPU list as the kernel prints it (`0-3,7`) as an affinity mask.
+fn cpu_list(list: &str, field: &str) -> Result<nix::sched::CpuSet> {
+    let mut set = nix::sched::CpuSet::new();
+    let bad = |why: String| Error::spec(field, format!("{list:?}: {why}"));
+    for part in list.split(',').filter(|p| !p.is_empty()) {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        let (a, b): (usize, usize) = match (a.trim().parse(), b.trim().parse()) {
+            (Ok(a), Ok(b)) if a <= b => (a, b),
+            _ => return Err(bad(format!("`{part}` is not a CPU number or range"))),
+        };
+        for cpu in a..=b {
+            set.set(cpu).map_err(|_| {
+                bad(format!(
+                    "CPU {cpu} is beyond {}",
+                    nix::sched::CpuSet::count()
+                ))
+            })?;
+        }
+    }
+    Ok(set)
 }
 
 fn sched_attr(s: &oci_spec::runtime::Scheduler) -> Result<crate::sys::SchedAttr> {

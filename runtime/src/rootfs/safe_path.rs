@@ -4,10 +4,11 @@
 //! CVE-2026-41579). Mounts then target `/proc/self/fd/N` of the opened fd, not a path string
 //! that could be swapped between check and use.
 
-use crate::error::{Context, Result};
+use crate::error::{Context, Error, Result};
 use crate::sys;
+use nix::errno::Errno;
 use nix::sys::stat::Mode;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
 const RESOLVE: u64 = sys::RESOLVE_IN_ROOT | sys::RESOLVE_NO_MAGICLINKS;
@@ -36,8 +37,24 @@ fn rel(path: &Path) -> PathBuf {
 /// Open `path` inside `root`, creating missing directories (and, when `file` is true, the last
 /// component as an empty regular file) — the mount point for a mount or a device.
 pub fn ensure_in_root(root: BorrowedFd, path: &Path, file: bool, shown: &Path) -> Result<OwnedFd> {
+    ensure_depth(root, path, file, shown, 0)
+}
+
+/// Symlinks followed while creating a path, as the kernel's own limit (ELOOP beyond it).
+const MAX_LINKS: u32 = 40;
+
+fn ensure_depth(
+    root: BorrowedFd,
+    path: &Path,
+    file: bool,
+    shown: &Path,
+    depth: u32,
+) -> Result<OwnedFd> {
     if let Ok(fd) = open_in_root(root, path) {
         return Ok(fd);
+    }
+    if depth > MAX_LINKS {
+        return Err(Error::sys("resolve", shown.display(), Errno::ELOOP));
     }
     let comps: Vec<_> = path
         .components()
@@ -47,59 +64,76 @@ pub fn ensure_in_root(root: BorrowedFd, path: &Path, file: bool, shown: &Path) -
         open_in_root(root, Path::new("/")).ctx("open rootfs", shown.display())?;
     let mut sofar = PathBuf::from("/");
     for (i, c) in comps.iter().enumerate() {
+        let parent = sofar.clone();
         sofar.push(c);
         let last = i + 1 == comps.len();
         match open_in_root(root, &sofar) {
             Ok(fd) => cur = fd,
-            Err(nix::errno::Errno::ENOENT) => {
+            Err(Errno::ENOENT) => {
                 // Create relative to the resolved parent fd: never through a path string.
-                let dirfd = sys::openat2(
-                    root,
-                    &rel(sofar.parent().unwrap_or(Path::new("/"))),
-                    libc::O_DIRECTORY,
-                    RESOLVE,
-                )
-                .ctx("open", shown.display())?;
-                if last && file {
-                    let f = nix::fcntl::openat(
-                        Some(dirfd.as_raw_fd()),
-                        c.as_os_str(),
-                        nix::fcntl::OFlag::O_CREAT
-                            | nix::fcntl::OFlag::O_WRONLY
-                            | nix::fcntl::OFlag::O_CLOEXEC
-                            | nix::fcntl::OFlag::O_NOFOLLOW,
-                        Mode::from_bits_truncate(0o644),
-                    );
-                    match f {
-                        Ok(raw) => drop(sys::own(raw)),
-                        Err(nix::errno::Errno::EEXIST) => {}
-                        Err(e) => {
-                            return Err(crate::error::Error::sys(
-                                "create mount point",
-                                shown.display(),
-                                e,
-                            ))
-                        }
+                let dirfd = sys::openat2(root, &rel(&parent), libc::O_DIRECTORY, RESOLVE)
+                    .ctx("open", shown.display())?;
+                create_at(&dirfd, c.as_os_str(), last && file, shown)?;
+                cur = match open_in_root(root, &sofar) {
+                    Ok(fd) => fd,
+                    // Still missing: the name is a dangling symlink planted by the image (a /dev
+                    // pointing at a host path, say). Create what it points to, resolved inside
+                    // the rootfs exactly as RESOLVE_IN_ROOT will resolve it, then go on through it.
+                    Err(Errno::ENOENT) => {
+                        let target = nix::fcntl::readlinkat(Some(dirfd.as_raw_fd()), c.as_os_str())
+                            .ctx("readlink", shown.display())?;
+                        let inside = clamp(&parent.join(target));
+                        ensure_depth(root, &inside, last && file, shown, depth + 1)?
                     }
-                } else {
-                    match nix::sys::stat::mkdirat(
-                        Some(dirfd.as_raw_fd()),
-                        c.as_os_str(),
-                        Mode::from_bits_truncate(0o755),
-                    ) {
-                        Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
-                        Err(e) => {
-                            return Err(crate::error::Error::sys("mkdir", shown.display(), e))
-                        }
-                    }
-                }
-                cur = open_in_root(root, &sofar).ctx("open", shown.display())?;
+                    Err(e) => return Err(Error::sys("open", shown.display(), e)),
+                };
             }
-            Err(e) => return Err(crate::error::Error::sys("open", shown.display(), e)),
+            Err(e) => return Err(Error::sys("open", shown.display(), e)),
         }
     }
-    let _ = cur.as_fd();
     Ok(cur)
+}
+
+/// mkdir (or create an empty file) `name` in `dir`; an existing entry is fine.
+fn create_at(dir: &OwnedFd, name: &std::ffi::OsStr, file: bool, shown: &Path) -> Result<()> {
+    let res = if file {
+        nix::fcntl::openat(
+            Some(dir.as_raw_fd()),
+            name,
+            nix::fcntl::OFlag::O_CREAT
+                | nix::fcntl::OFlag::O_WRONLY
+                | nix::fcntl::OFlag::O_CLOEXEC
+                | nix::fcntl::OFlag::O_NOFOLLOW,
+            Mode::from_bits_truncate(0o644),
+        )
+        .map(|raw| drop(sys::own(raw)))
+    } else {
+        nix::sys::stat::mkdirat(Some(dir.as_raw_fd()), name, Mode::from_bits_truncate(0o755))
+    };
+    match res {
+        // ELOOP: O_NOFOLLOW met a (dangling) symlink, which the caller resolves.
+        Ok(()) | Err(Errno::EEXIST) | Err(Errno::ELOOP) => Ok(()),
+        Err(e) => Err(Error::sys(
+            if file { "create mount point" } else { "mkdir" },
+            shown.display(),
+            e,
+        )),
+    }
+}
+
+/// `..` resolved lexically and clamped at `/`, as RESOLVE_IN_ROOT treats the rootfs's top.
+fn clamp(p: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for c in p.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(n) => out.push(n),
+            _ => {}
+        }
+    }
+    out
 }
 
 /// The magic-link path that names an open fd, for mount(2) targets and sources.
@@ -110,6 +144,7 @@ pub fn fd_path(fd: &OwnedFd) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsFd;
 
     #[test]
     fn symlinks_resolve_inside_the_root() {
@@ -133,6 +168,13 @@ mod tests {
             ensure_in_root(root.as_fd(), Path::new("/up/etc/f"), true, Path::new("f")).unwrap();
         drop(fd);
         assert!(d.join("etc/f").is_file());
+        // A dangling symlink to a host path: its target is created inside the rootfs.
+        std::os::unix::fs::symlink("/host/dev", d.join("dev")).unwrap();
+        std::os::unix::fs::symlink("../../gone/deeper", d.join("etc/rel")).unwrap();
+        drop(ensure_in_root(root.as_fd(), Path::new("/dev/pts"), false, Path::new("p")).unwrap());
+        assert!(d.join("host/dev/pts").is_dir());
+        drop(ensure_in_root(root.as_fd(), Path::new("/etc/rel/f"), true, Path::new("f")).unwrap());
+        assert!(d.join("gone/deeper/f").is_file());
         std::fs::remove_dir_all(&d).unwrap();
     }
 }

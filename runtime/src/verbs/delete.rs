@@ -35,17 +35,7 @@ pub fn run(cli: &Cli, a: &DeleteArgs) -> Result<i32> {
     Ok(0)
 }
 
-/// Teardown, then the poststop hooks (their failures are logged, not fatal: runtime.md).
 pub fn delete(dir: ContainerDir, st: &State) -> Result<()> {
     log::debug!("delete container {}", st.id);
-    let hooks = dir.config().and_then(|s| s.hooks().clone());
-    crate::teardown::release(st)?;
-    if let Err(e) = crate::hooks::run_all(
-        "poststop",
-        hooks.as_ref().and_then(|h| h.poststop().as_ref()),
-        &st.oci_json(Status::Stopped),
-    ) {
-        log::warn!("{e}");
-    }
-    dir.remove()
+    crate::teardown::destroy(dir, st)
 }

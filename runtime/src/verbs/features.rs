@@ -82,9 +82,6 @@ pub fn features() -> serde_json::Value {
 }
 
 pub fn run(_cli: &Cli) -> Result<i32> {
-    super::out(format!(
-        "{}",
-        serde_json::to_string_pretty(&features()).unwrap_or_default()
-    ));
+    super::out(serde_json::to_string_pretty(&features()).unwrap_or_default());
     Ok(0)
 }

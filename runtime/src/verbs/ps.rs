@@ -38,7 +38,7 @@ pub fn run(cli: &Cli, a: &PsArgs) -> Result<i32> {
         .split_whitespace()
         .position(|h| h == "PID")
         .ok_or_else(|| Error::Other("ps: no PID column in its output".into()))?;
-    super::out(format!("{header}"));
+    super::out(header);
     for l in lines {
         if let Some(pid) = l
             .split_whitespace()
@@ -46,7 +46,7 @@ pub fn run(cli: &Cli, a: &PsArgs) -> Result<i32> {
             .and_then(|p| p.parse::<i32>().ok())
         {
             if pids.contains(&pid) {
-                super::out(format!("{l}"));
+                super::out(l);
             }
         }
     }

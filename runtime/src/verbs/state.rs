@@ -29,6 +29,6 @@ pub fn run(cli: &Cli, a: &IdArg) -> Result<i32> {
     };
     let out =
         serde_json::to_string_pretty(&json(&dir, &st)).map_err(|e| Error::Other(e.to_string()))?;
-    super::out(format!("{out}"));
+    super::out(out);
     Ok(0)
 }

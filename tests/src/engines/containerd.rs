@@ -222,13 +222,25 @@ impl Ctd {
         id
     }
 
+    /// `ctr -a SOCK -n NS <args>`; `run` and `task exec` also get `--fifo-dir` under our temp dir, since ctr
+    /// otherwise leaves the stdio fifos of detached processes in /run/containerd/fifo.
     pub fn command(&self, args: &[&str]) -> Command {
-        self.ctd.ctr_command(&self.ns, args)
+        let fifo = self.ctd.dir().join("fifo").display().to_string();
+        let at = match args {
+            ["run", ..] => 1,
+            ["task", "exec", ..] => 2,
+            _ => 0,
+        };
+        let mut all: Vec<&str> = args.to_vec();
+        if at > 0 {
+            all.splice(at..at, ["--fifo-dir", fifo.as_str()]);
+        }
+        self.ctd.ctr_command(&self.ns, &all)
     }
 
     #[track_caller]
     pub fn ctr(&self, args: &[&str]) -> Out {
-        self.ctd.ctr(&self.ns, args)
+        run(self.command(args))
     }
 
     /// `ctr run` arguments for container `id` with the runtime under test: `run <runtime opts> <opts> IMAGE id
