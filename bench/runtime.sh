@@ -23,7 +23,17 @@ if [ -n "$(cat /sys/fs/cgroup/unified/cgroup.controllers 2>/dev/null)" ]; then
 fi
 carte=$root/target/release/carte
 work=$(mktemp -d /tmp/carte-bench.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+# On any exit, remove what the runs may have left (a created container holds a cgroup) before the files.
+cleanup() {
+    for r in "$work"/root-*; do
+        [ -d "$r" ] || continue
+        for c in "$r"/*/; do
+            [ -d "$c" ] && "${bin[${r##*/root-}]:-true}" --root "$r" delete -f "$(basename "$c")" >/dev/null 2>&1
+        done
+    done
+    rm -rf "$work"
+}
+trap cleanup EXIT
 b=$work/bundle
 mkdir -p "$b/rootfs/bin" "$b/rootfs/proc" "$b/rootfs/dev" "$b/rootfs/sys" "$b/rootfs/tmp"
 cp /bin/busybox "$b/rootfs/bin/"
@@ -88,7 +98,9 @@ for n in "${names[@]:1}"; do
     r=$work/root-$n
     max=0
     for i in 1 2 3 4 5; do
-        kb=$( { /usr/bin/time -f %M "$exe" --root "$r" create -b "$b" m$i >/dev/null; } 2>&1 | tail -1)
+        # -o: the created init inherits our stdio and would hold a $(...) pipe open until deleted.
+        /usr/bin/time -o "$work/rss" -f %M "$exe" --root "$r" create -b "$b" m$i </dev/null >/dev/null 2>&1 || true
+        kb=$(tail -1 "$work/rss")
         "$exe" --root "$r" delete -f m$i >/dev/null 2>&1 || true
         [ "$kb" -gt "$max" ] 2>/dev/null && max=$kb
     done

@@ -64,7 +64,8 @@ pub fn load(dir: &Path) -> Result<Bundle> {
     let dir = std::fs::canonicalize(dir).ctx("open bundle", dir.display())?;
     let cfg = dir.join("config.json");
     let raw = std::fs::read(&cfg).ctx("read", cfg.display())?;
-    let spec = parse_spec(&raw, "config.json")?;
+    let mut spec = parse_spec(&raw, "config.json")?;
+    crate::lsm::label_mounts(&mut spec)?;
     let root = spec
         .root()
         .as_ref()

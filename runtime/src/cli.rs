@@ -238,7 +238,8 @@ pub struct UpdateArgs {
     pub cpu_quota: Option<i64>,
     #[arg(long = "cpu-period")]
     pub cpu_period: Option<u64>,
-    #[arg(long = "cpu-shares")]
+    /// CPU shares; runc spells the flag `--cpu-share`, kept as an alias so scripts written for runc work
+    #[arg(long = "cpu-shares", visible_alias = "cpu-share")]
     pub cpu_shares: Option<u64>,
     #[arg(long = "cpu-rt-period")]
     pub cpu_rt_period: Option<u64>,

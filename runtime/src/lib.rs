@@ -8,6 +8,7 @@ pub mod cli;
 pub mod error;
 pub mod hooks;
 pub mod log;
+pub mod lsm;
 pub mod namespaces;
 pub mod net;
 pub mod proc_attrs;

@@ -102,17 +102,23 @@ pub fn write_sysctl(key: &str, value: &str) -> Result<()> {
         .custom_flags(libc::O_NOFOLLOW)
         .open(&path)
         .ctx("open sysctl", path.display())?;
-    let fs = nix::sys::statfs::fstatfs(&f).ctx("statfs", path.display())?;
+    check_procfs(&f, &path)?;
+    log::debug!("sysctl {key} = {value}");
+    nix::unistd::write(&f, value.as_bytes())
+        .ctx("write sysctl", path.display())
+        .map(drop)
+}
+
+/// Refuse a file that is not on a real procfs (a container's /proc can be anything).
+pub fn check_procfs(f: &std::fs::File, path: &Path) -> Result<()> {
+    let fs = nix::sys::statfs::fstatfs(f).ctx("statfs", path.display())?;
     if fs.filesystem_type().0 as i64 != PROC_SUPER_MAGIC {
         return Err(Error::Other(format!(
             "{} is not on procfs: refusing to write",
             path.display()
         )));
     }
-    log::debug!("sysctl {key} = {value}");
-    nix::unistd::write(&f, value.as_bytes())
-        .ctx("write sysctl", path.display())
-        .map(drop)
+    Ok(())
 }
 
 use std::os::unix::fs::OpenOptionsExt;

@@ -1,6 +1,9 @@
 //! The console for `process.terminal`: a pty made in the container's own devpts, its master sent
 //! to `--console-socket` with SCM_RIGHTS (how containerd and conmon receive it), its slave made
-//! the init's stdio, controlling terminal and /dev/console.
+//! the init's stdio, controlling terminal and /dev/console. Without a socket, a foreground `run`
+//! or `exec` receives the master itself and relays it to its own stdio (`proxy`).
+
+pub mod proxy;
 
 use crate::error::{Context, Error, Result};
 use crate::rootfs::safe_path;
@@ -59,6 +62,15 @@ pub fn setup_console(sock: &OwnedFd, size: Option<(u16, u16)>) -> Result<()> {
 }
 
 use std::os::unix::fs::OpenOptionsExt;
+
+/// Who receives the pty master of a process with `terminal: true`.
+#[derive(Clone, Copy, Debug)]
+pub enum Console<'a> {
+    /// `--console-socket PATH`: whoever listens there (containerd's shim, conmon).
+    Socket(&'a Path),
+    /// Carte itself, in the foreground, over a private socketpair (see `proxy`).
+    Proxy,
+}
 
 /// Connect to `--console-socket` in the parent, before the pivot hides the host's paths.
 pub fn connect(path: &Path) -> Result<OwnedFd> {

@@ -11,16 +11,16 @@
 
 use anyhow::{bail, Context, Result};
 use std::cell::RefCell;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Seek};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
+use crate::console::{read_pty, shown};
 use crate::runtime::Out;
 
 /// Bound on one engine command: generous, two cores are shared with compilers and the other tests.
@@ -212,15 +212,6 @@ impl Drop for Bg {
     }
 }
 
-fn shown(cmd: &Command) -> String {
-    let mut s = cmd.get_program().to_string_lossy().to_string();
-    for a in cmd.get_args() {
-        s.push(' ');
-        s.push_str(&a.to_string_lossy());
-    }
-    s
-}
-
 fn read_back(f: &mut File) -> Result<String> {
     f.rewind()?;
     let mut bytes = Vec::new();
@@ -237,39 +228,9 @@ pub fn run(cmd: Command) -> Out {
     }
 }
 
-/// A new pseudo-terminal `(master, slave)`, both close-on-exec so that no concurrently spawned process of
-/// another test inherits them (which would keep the slave open and the reader waiting).
+/// A new 24x80 pseudo-terminal `(master, slave)` (see [`crate::console::pty_pair`]).
 fn openpty() -> Result<(OwnedFd, OwnedFd)> {
-    let master: OwnedFd = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_NOCTTY)
-        .open("/dev/ptmx")
-        .context("open /dev/ptmx")?
-        .into();
-    let unlock: libc::c_int = 0;
-    // SAFETY: TIOCSPTLCK reads one c_int through the pointer, which outlives the call.
-    if unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) } < 0 {
-        return Err(std::io::Error::last_os_error()).context("unlock pty");
-    }
-    let size = libc::winsize {
-        ws_row: 24,
-        ws_col: 80,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCSWINSZ reads one winsize through the pointer, which outlives the call.
-    if unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size) } < 0 {
-        return Err(std::io::Error::last_os_error()).context("set pty size");
-    }
-    let flags = libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC;
-    // SAFETY: TIOCGPTPEER takes its flags by value and returns a new descriptor (or -1).
-    let slave = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTPEER, flags) };
-    if slave < 0 {
-        return Err(std::io::Error::last_os_error()).context("open pty peer");
-    }
-    // SAFETY: the kernel just created this descriptor for us; nothing else owns it.
-    Ok((master, unsafe { OwnedFd::from_raw_fd(slave) }))
+    crate::console::pty_pair(24, 80)
 }
 
 /// Runs `cmd` with a terminal on stdin, stdout and stderr (`ctr run -t`, `podman run -it` refuse otherwise) and
@@ -326,25 +287,6 @@ pub fn run_in_pty(mut cmd: Command) -> Out {
         Ok(out) => out,
         Err(e) => panic!("{e:#}"),
     }
-}
-
-fn read_pty(master: &OwnedFd, done: &AtomicBool) -> String {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    let mut out = Vec::new();
-    while !done.load(Ordering::Relaxed) {
-        let mut fds = [PollFd::new(master.as_fd(), PollFlags::POLLIN)];
-        if poll(&mut fds, PollTimeout::from(50u16)).unwrap_or(0) == 0 {
-            continue;
-        }
-        let mut buf = [0u8; 4096];
-        match nix::unistd::read(master.as_raw_fd(), &mut buf) {
-            Ok(0) | Err(nix::errno::Errno::EIO) => break,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR) => {}
-            Err(_) => break,
-        }
-    }
-    String::from_utf8_lossy(&out).to_string()
 }
 
 /// How a container is recognised in process, cgroup and mount names: podman's 64-hex ids appear glued into

@@ -94,6 +94,8 @@ pub struct CallOpts {
     /// Files to install at given fd numbers in the child (for `--preserve-fds`).
     pub fds: Vec<(OwnedFd, i32)>,
     pub timeout: Option<Duration>,
+    /// The call's stdin (e.g. `update --resources -`); /dev/null when `None`.
+    pub stdin: Option<File>,
 }
 
 /// A running runtime call (e.g. a foreground `run` the test interacts with meanwhile).
@@ -109,6 +111,16 @@ pub struct Running {
 impl Running {
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// What the call has written to stdout so far, while it still runs (e.g. a streaming `events`).
+    pub fn stdout_now(&self) -> Result<String> {
+        let mut bytes = Vec::new();
+        // Read through a fresh open of the capture file: the shared offset of `self.stdout` stays put.
+        File::open(format!("/proc/self/fd/{}", self.stdout.as_raw_fd()))
+            .and_then(|mut f| f.read_to_end(&mut bytes))
+            .context("read the running call's stdout")?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
     /// Waits for the call to end; kills it and panics when the deadline passes.
@@ -197,8 +209,9 @@ impl Runtime {
         let stdout = tempfile::tempfile().context("create stdout capture file")?;
         let stderr = tempfile::tempfile().context("create stderr capture file")?;
         let mut cmd = Command::new(&self.bin);
+        let stdin = opts.stdin.map_or_else(Stdio::null, Stdio::from);
         cmd.args(&all)
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(stdout.try_clone()?)
             .stderr(stderr.try_clone()?);
         if opts.fds.len() > 16 {

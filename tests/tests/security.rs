@@ -947,3 +947,64 @@ fn capability_sets_equal_the_config() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Security modules: a profile or label the host cannot apply is refused, never silently dropped.
+
+fn host_has(module: &str) -> bool {
+    match module {
+        "apparmor" => std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+            .is_ok_and(|s| s.starts_with('Y')),
+        _ => Path::new("/sys/fs/selinux/enforce").exists(),
+    }
+}
+
+#[test]
+fn a_security_label_the_host_cannot_apply_is_refused() {
+    let Some(ctx) = Ctx::new() else { return };
+    let cases = [
+        (
+            "apparmor",
+            "/process/apparmorProfile",
+            "process.apparmorProfile",
+        ),
+        ("selinux", "/process/selinuxLabel", "process.selinuxLabel"),
+        ("selinux", "/linux/mountLabel", "linux.mountLabel"),
+    ];
+    for (module, pointer, field) in cases {
+        if host_has(module) {
+            continue;
+        }
+        let mut b = ctx.bundle();
+        b.set(pointer, json!("system_u:system_r:container_t:s0"));
+        b.sh("echo ran-unconfined");
+        let id = ctx.id("lsm");
+        let out = ctx.rt.run(&id, &b, &[]);
+        assert!(!out.stdout.contains("ran-unconfined"), "{field}: {out}");
+        if is_carte() {
+            let out = out.fails();
+            assert!(out.stderr.contains(field), "{field}: {out}");
+            assert_eq!(out.stderr.trim().lines().count(), 1, "{field}: {out}");
+        }
+        let _ = ctx.rt.try_cmd(&["delete", "--force", &id]);
+        ctx.assert_no_leaks(&id);
+    }
+    // exec's process.json is checked the same way.
+    if !host_has("apparmor") && is_carte() {
+        let mut b = ctx.bundle();
+        b.args(&["sleep", "1000"]);
+        let id = ctx.id("lsm-exec");
+        ctx.rt.run(&id, &b, &["-d"]).ok();
+        let p = ctx.tempdir().join("process.json");
+        let process = json!({"cwd": "/", "user": {"uid": 0, "gid": 0}, "args": ["true"],
+            "apparmorProfile": "unconfined-please"});
+        std::fs::write(&p, process.to_string()).expect("write process.json");
+        let out = ctx
+            .rt
+            .cmd(&["exec", "--process", &p.display().to_string(), &id])
+            .fails();
+        assert!(out.stderr.contains("process.apparmorProfile"), "{out}");
+        ctx.rt.delete_force(&id).ok();
+        ctx.assert_no_leaks(&id);
+    }
+}

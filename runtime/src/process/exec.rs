@@ -25,7 +25,9 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 
 pub struct ExecOpts<'a> {
-    pub console_socket: Option<&'a std::path::Path>,
+    /// Who gets the pty master when the process has a terminal; none for a detached exec
+    /// without `--console-socket`, which is refused then.
+    pub console: Option<crate::tty::Console<'a>>,
     pub preserve_fds: u32,
     pub detach: bool,
 }
@@ -85,8 +87,15 @@ fn open_namespaces(spec: &Spec, pid: i32) -> Result<Vec<NsFd>> {
     Ok(out)
 }
 
-/// Start the process inside the container; returns its host pid once it is about to execve.
-pub fn spawn(st: &State, spec: &Spec, plan: &ProcPlan, o: &ExecOpts) -> Result<i32> {
+/// The process started by `spawn`.
+pub struct Spawned {
+    pub pid: i32,
+    /// The pty master, when the terminal was asked for with `Console::Proxy`.
+    pub master: Option<OwnedFd>,
+}
+
+/// Start the process inside the container; returns once it is about to execve.
+pub fn spawn(st: &State, spec: &Spec, plan: &ProcPlan, o: &ExecOpts) -> Result<Spawned> {
     let init = st
         .pid
         .filter(|_| state::init_alive(st))
@@ -96,15 +105,13 @@ pub fn spawn(st: &State, spec: &Spec, plan: &ProcPlan, o: &ExecOpts) -> Result<i
             verb: "exec in",
         })?;
     let nss = open_namespaces(spec, init)?;
-    let console = match (plan.terminal, o.console_socket) {
-        (true, Some(p)) => Some(crate::tty::connect(p)?),
-        (true, None) => {
-            return Err(Error::Usage(
-                "exec with a terminal needs --console-socket".into(),
-            ))
-        }
-        _ => None,
-    };
+    if plan.terminal && o.console.is_none() {
+        return Err(Error::Usage(
+            "exec with a terminal: a detached process needs --console-socket to hold its terminal"
+                .into(),
+        ));
+    }
+    let (console, proxy) = super::connect_console(plan.terminal, o.console)?;
     // pid and time namespaces apply to our children: enter them here, so one clone suffices.
     for n in nss
         .iter()
@@ -124,6 +131,7 @@ pub fn spawn(st: &State, spec: &Spec, plan: &ProcPlan, o: &ExecOpts) -> Result<i
     match sys::clone_fork(0).ctx("clone", "exec process")? {
         Forked::Child => {
             drop(parent);
+            drop(proxy);
             let res = child_story(&nss, plan, console.as_ref(), &child, o);
             let msg = match res {
                 Ok(e) => format!("exec {}: {e}", plan.args[0]),
@@ -141,7 +149,14 @@ pub fn spawn(st: &State, spec: &Spec, plan: &ProcPlan, o: &ExecOpts) -> Result<i
             crate::cgroups::join_and_apply(&mgr, &st.cgroup_path, pid, None)?;
             parent.send(&Msg::Go(Box::new(st.clone())))?;
             match parent.recv()? {
-                Some(Msg::Ready) => Ok(pid),
+                Some(Msg::Ready) => Ok(Spawned {
+                    pid,
+                    // The child sent the master before it said Ready.
+                    master: proxy
+                        .as_ref()
+                        .map(crate::tty::proxy::receive_master)
+                        .transpose()?,
+                }),
                 Some(Msg::Failed(m)) => {
                     let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
                     Err(Error::Other(m))

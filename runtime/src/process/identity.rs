@@ -55,5 +55,6 @@ pub fn assume(p: &ProcPlan, console: Option<&OwnedFd>) -> Result<(CString, Vec<C
         );
     }
     let exe = crate::proc_attrs::find_executable(&p.args[0], &p.env)?;
+    crate::lsm::apply_on_exec(&p.labels)?;
     Ok((exe, envp))
 }

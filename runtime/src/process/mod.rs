@@ -15,6 +15,7 @@ use crate::error::{Context, Error, Result};
 use crate::state::{self, ContainerDir, State, Status};
 use crate::sys::{self, Forked};
 use plan::Plan;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use sync::Msg;
@@ -23,7 +24,9 @@ pub struct CreateOpts<'a> {
     pub root: &'a Path,
     pub id: &'a str,
     pub bundle: &'a Path,
-    pub console_socket: Option<&'a Path>,
+    /// Who gets the pty master when process.terminal is true; none for a detached container
+    /// without `--console-socket`, which is refused then.
+    pub console: Option<crate::tty::Console<'a>>,
     pub pid_file: Option<&'a Path>,
     pub no_pivot: bool,
     pub preserve_fds: u32,
@@ -33,6 +36,8 @@ pub struct CreateOpts<'a> {
 pub struct Created {
     pub dir: ContainerDir,
     pub state: State,
+    /// The pty master, when the terminal was asked for with `Console::Proxy`.
+    pub master: Option<OwnedFd>,
 }
 
 pub fn create(o: &CreateOpts) -> Result<Created> {
@@ -41,9 +46,10 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
     crate::validate::check(&b.spec)?;
     cgroups::check_systemd(o.systemd)?;
     let plan = plan::build(&b.spec)?;
-    if plan.proc.terminal && o.console_socket.is_none() {
+    if plan.proc.terminal && o.console.is_none() {
         return Err(Error::Usage(
-            "process.terminal is true: --console-socket is required".into(),
+            "process.terminal is true: a detached container needs --console-socket to hold its terminal"
+                .into(),
         ));
     }
     let mut st = State::new(
@@ -74,7 +80,11 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
         st.cgroup_path.display()
     );
     match spawn(&dir, &mut st, &b, &plan, o) {
-        Ok(()) => Ok(Created { dir, state: st }),
+        Ok(master) => Ok(Created {
+            dir,
+            state: st,
+            master,
+        }),
         Err(e) => {
             if let Err(t) = crate::teardown::destroy(dir, &st) {
                 log::warn!("clean up after failed create: {t}");
@@ -100,11 +110,8 @@ fn spawn(
     b: &Bundle,
     plan: &Plan,
     o: &CreateOpts,
-) -> Result<()> {
-    let console = match (plan.proc.terminal, o.console_socket) {
-        (true, Some(p)) => Some(crate::tty::connect(p)?),
-        _ => None,
-    };
+) -> Result<Option<OwnedFd>> {
+    let (console, proxy) = connect_console(plan.proc.terminal, o.console)?;
     let (parent, child) = sync::pair()?;
     let fifo = std::fs::OpenOptions::new()
         .read(true)
@@ -127,7 +134,10 @@ fn spawn(
                 no_pivot: o.no_pivot,
                 preserve_fds: o.preserve_fds,
                 console,
-                close_first: vec![dir.lock_fd(), parent.raw_fd()],
+                close_first: [dir.lock_fd(), parent.raw_fd()]
+                    .into_iter()
+                    .chain(proxy.as_ref().map(|p| p.as_raw_fd()))
+                    .collect(),
             };
             init::run(args, child)
         }
@@ -190,6 +200,11 @@ fn spawn(
             None => return Err(Error::Init("exited during setup without a word".into())),
         }
     }
+    // The init sent the master before it said Ready.
+    let master = proxy
+        .as_ref()
+        .map(crate::tty::proxy::receive_master)
+        .transpose()?;
     if let Some(p) = &st.pid_file {
         state::write_atomic(p, pid.to_string().as_bytes())?;
     }
@@ -197,5 +212,22 @@ fn spawn(
     parent.send(&Msg::Commit)?;
     parent.expect(Msg::Committed)?;
     log::debug!("container {} created", st.id);
-    Ok(())
+    Ok(master)
+}
+
+/// For a process with a terminal: the socket its master is sent over (given to the child), and
+/// our end of it when carte receives the master itself.
+pub fn connect_console(
+    terminal: bool,
+    console: Option<crate::tty::Console>,
+) -> Result<(Option<OwnedFd>, Option<OwnedFd>)> {
+    use crate::tty::Console;
+    Ok(match (terminal, console) {
+        (true, Some(Console::Socket(p))) => (Some(crate::tty::connect(p)?), None),
+        (true, Some(Console::Proxy)) => {
+            let (ours, theirs) = crate::tty::proxy::channel()?;
+            (Some(theirs), Some(ours))
+        }
+        _ => (None, None),
+    })
 }

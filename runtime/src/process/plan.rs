@@ -47,6 +47,8 @@ pub struct ProcPlan {
     /// `carte exec` runs on before the cgroup move, and those the process gets after it.
     pub exec_cpus_initial: Option<nix::sched::CpuSet>,
     pub exec_cpus_final: Option<nix::sched::CpuSet>,
+    /// AppArmor profile and SELinux label, set on exec.
+    pub labels: crate::lsm::Labels,
 }
 
 fn cstrings(v: &[String], field: &str) -> Result<Vec<CString>> {
@@ -166,6 +168,7 @@ pub fn build_process(p: &Process, linux: Option<&oci_spec::runtime::Linux>) -> R
     };
     let affinity = p.exec_cpu_affinity().as_ref();
     Ok(ProcPlan {
+        labels: crate::lsm::labels_of(p)?,
         exec_cpus_initial: affinity
             .and_then(|a| a.initial().as_deref())
             .map(|l| cpu_list(l, "process.execCPUAffinity.initial"))

@@ -9,7 +9,7 @@ pub fn opts<'a>(cli: &'a Cli, a: &'a CreateArgs) -> CreateOpts<'a> {
         root: &cli.root,
         id: &a.id,
         bundle: &a.bundle,
-        console_socket: a.console_socket.as_deref(),
+        console: a.console_socket.as_deref().map(crate::tty::Console::Socket),
         pid_file: a.pid_file.as_deref(),
         no_pivot: a.no_pivot,
         preserve_fds: a.preserve_fds,

@@ -6,6 +6,8 @@ use crate::cli::{Cli, ExecArgs};
 use crate::error::{Context, Error, Result};
 use crate::process::{exec, plan};
 use crate::state::{self, ContainerDir, Status};
+use crate::tty::proxy::{self, Terminal};
+use crate::tty::Console;
 use oci_spec::runtime::{Capability, Process};
 
 pub fn run(cli: &Cli, a: &ExecArgs) -> Result<i32> {
@@ -34,13 +36,31 @@ pub fn run(cli: &Cli, a: &ExecArgs) -> Result<i32> {
         ))
     })?;
     let process = process_for(&spec, a)?;
-    let pplan = plan::build_process(&process, spec.linux().as_ref())?;
+    let mut pplan = plan::build_process(&process, spec.linux().as_ref())?;
+    // Without a socket, a foreground exec relays the terminal itself (`tty::proxy`).
+    let console = match (a.console_socket.as_deref(), a.detach) {
+        (Some(p), _) => Some(Console::Socket(p)),
+        (None, false) => Some(Console::Proxy),
+        (None, true) => None,
+    };
+    if let (true, Some(Console::Proxy)) = (pplan.terminal, console) {
+        // The process runs as soon as it is spawned: its pty must have our size before, which
+        // only the process itself can give it (runc 1.1 resizes later, and races with it).
+        pplan.console_size = proxy::stdin_size().or(pplan.console_size);
+    }
     let opts = exec::ExecOpts {
-        console_socket: a.console_socket.as_deref(),
+        console,
         preserve_fds: a.preserve_fds,
         detach: a.detach,
     };
-    let pid = exec::spawn(&st, &spec, &pplan, &opts)?;
+    // A paused container's freezer stops the new process as soon as it joins the cgroup, so the
+    // spawn cannot finish before a `resume`, which needs this lock: holding it would deadlock the
+    // two. Release it first (runc holds no lock across exec at all); the spawn reads only the
+    // state and config already loaded, and fails cleanly if the container is deleted meanwhile.
+    let dir = (status != Status::Paused).then_some(dir);
+    let spawned = exec::spawn(&st, &spec, &pplan, &opts)?;
+    let pid = spawned.pid;
+    let term = spawned.master.map(Terminal::attach).transpose()?;
     // The lock only guarded the spawn: others may act on the container while the process runs.
     drop(dir);
     if let Some(p) = &a.pid_file {
@@ -50,7 +70,10 @@ pub fn run(cli: &Cli, a: &ExecArgs) -> Result<i32> {
         let _ = old.thread_set_mask();
         return Ok(0);
     }
-    super::run::wait_forwarding(pid, &sigs)
+    match &term {
+        Some(t) => t.relay(pid, &sigs),
+        None => super::run::wait_forwarding(pid, &sigs),
+    }
 }
 
 /// runc's rules: `--process` replaces everything; otherwise the container's process is the

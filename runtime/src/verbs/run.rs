@@ -1,11 +1,14 @@
 //! `carte run`: create + start, then (unless --detach) wait for the container, forwarding
 //! signals to it, and return its exit status. SIGCHLD is blocked *before* the init is cloned and
 //! reaped with WNOHANG after, so an init that exits at once can never be missed (youki's hang).
+//! A foreground container with a terminal and no `--console-socket` gets its pty relayed to our
+//! stdio (`tty::proxy`), as runc does.
 
 use crate::cli::{Cli, RunArgs};
 use crate::error::{Error, Result};
 use crate::process;
 use crate::state::ContainerDir;
+use crate::tty::{proxy::Terminal, Console};
 use nix::sys::signal::Signal;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
@@ -20,11 +23,21 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
         nix::sys::prctl::set_child_subreaper(true)
             .map_err(|e| Error::sys("prctl", "PR_SET_CHILD_SUBREAPER", e))?;
     }
-    let c = process::create(&super::create::opts(cli, &a.create))?;
-    if let Err(e) = super::start::start(&c.dir, &c.state) {
-        let _ = super::delete::delete(c.dir, &c.state);
-        return Err(e);
+    let mut opts = super::create::opts(cli, &a.create);
+    if opts.console.is_none() && !a.detach {
+        opts.console = Some(Console::Proxy);
     }
+    let mut c = process::create(&opts)?;
+    // Attached before start, so the process sees its window size from the first instruction.
+    let term = c.master.take().map(Terminal::attach).transpose();
+    let started = term.and_then(|t| super::start::start(&c.dir, &c.state).map(|()| t));
+    let term = match started {
+        Ok(t) => t,
+        Err(e) => {
+            let _ = super::delete::delete(c.dir, &c.state);
+            return Err(e);
+        }
+    };
     if a.detach {
         let _ = old.thread_set_mask();
         return Ok(0);
@@ -33,7 +46,12 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
     let id = c.state.id.clone();
     // Release the lock while we wait: `kill`, `pause` or `delete` from others must not block.
     drop(c.dir);
-    let code = wait_forwarding(pid, &sigs)?;
+    let code = match &term {
+        Some(t) => t.relay(pid, &sigs)?,
+        None => wait_forwarding(pid, &sigs)?,
+    };
+    // Our terminal back to how it was before anything else is printed.
+    drop(term);
     if !a.keep {
         match ContainerDir::open(&cli.root, &id) {
             Ok(dir) => {
@@ -53,17 +71,8 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
 pub fn wait_forwarding(init: i32, sigs: &nix::sys::signal::SigSet) -> Result<i32> {
     loop {
         // Reap first: the child may have exited before we got here.
-        loop {
-            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(p, c)) if p.as_raw() == init => return Ok(c),
-                Ok(WaitStatus::Signaled(p, s, _)) if p.as_raw() == init => {
-                    return Ok(128 + s as i32)
-                }
-                Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::ECHILD) => break,
-                Ok(_) => continue,
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(Error::sys("waitpid", init, e)),
-            }
+        if let Some(code) = reap(init)? {
+            return Ok(code);
         }
         let sig = sigs
             .wait()
@@ -71,6 +80,23 @@ pub fn wait_forwarding(init: i32, sigs: &nix::sys::signal::SigSet) -> Result<i32
         if sig != Signal::SIGCHLD {
             log::debug!("forward {sig} to pid {init}");
             let _ = nix::sys::signal::kill(Pid::from_raw(init), sig);
+        }
+    }
+}
+
+/// Reap every exited child without blocking (others are orphans we adopted as subreaper); the
+/// exit status of `init` if it was among them, or 128 + the signal that killed it.
+pub fn reap(init: i32) -> Result<Option<i32>> {
+    loop {
+        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(p, c)) if p.as_raw() == init => return Ok(Some(c)),
+            Ok(WaitStatus::Signaled(p, s, _)) if p.as_raw() == init => {
+                return Ok(Some(128 + s as i32))
+            }
+            Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::ECHILD) => return Ok(None),
+            Ok(_) => continue,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(Error::sys("waitpid", init, e)),
         }
     }
 }
