@@ -13,14 +13,13 @@ use anyhow::{bail, Context, Result};
 use std::cell::RefCell;
 use std::fs::File;
 use std::io::{Read, Seek};
-use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use crate::console::{read_pty, shown};
+use crate::console::shown;
 use crate::runtime::Out;
 
 /// Bound on one engine command: generous, two cores are shared with compilers and the other tests.
@@ -228,63 +227,13 @@ pub fn run(cmd: Command) -> Out {
     }
 }
 
-/// A new 24x80 pseudo-terminal `(master, slave)` (see [`crate::console::pty_pair`]).
-fn openpty() -> Result<(OwnedFd, OwnedFd)> {
-    crate::console::pty_pair(24, 80)
-}
-
-/// Runs `cmd` with a terminal on stdin, stdout and stderr (`ctr run -t`, `podman run -it` refuse otherwise) and
-/// returns its exit status with everything it wrote to the terminal (as stdout). The master stays open and
-/// nothing is written to it, so the command's stdin stays open until it exits.
+/// Runs `cmd` with a 24x80 terminal on stdin, stdout and stderr (`ctr run -t`, `podman run -it` refuse
+/// otherwise) and returns its exit status with everything it wrote to the terminal (as stdout). Nothing is
+/// written to the terminal, so the command's stdin stays open until it exits.
 #[track_caller]
-pub fn run_in_pty(mut cmd: Command) -> Out {
-    let go = || -> Result<Out> {
-        let (master, slave) = openpty()?;
-        cmd.stdin(slave.try_clone()?)
-            .stdout(slave.try_clone()?)
-            .stderr(slave);
-        let args = shown(&cmd);
-        let mut child = cmd.spawn().with_context(|| format!("spawn {args}"))?;
-        // The Command holds copies of the slave: drop them so that the reader sees EIO once the child is gone.
-        drop(cmd);
-        let done = Arc::new(AtomicBool::new(false));
-        let reader = {
-            let done = done.clone();
-            let master = master.try_clone()?;
-            std::thread::spawn(move || read_pty(&master, &done))
-        };
-        let deadline = Instant::now() + TIMEOUT;
-        let status = loop {
-            if let Some(s) = child.try_wait()? {
-                break s;
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                done.store(true, Ordering::Relaxed);
-                bail!("`{args}` timed out and was killed");
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        // Whatever else still holds the slave (nothing should) gets a few seconds before we stop reading.
-        let stop_at = Instant::now() + Duration::from_secs(5);
-        while !reader.is_finished() && Instant::now() < stop_at {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        done.store(true, Ordering::Relaxed);
-        let text = reader
-            .join()
-            .map_err(|_| anyhow::anyhow!("pty reader panicked"))?;
-        drop(master);
-        Ok(Out {
-            args: vec![args],
-            status,
-            stdout: text,
-            stderr: String::new(),
-        })
-    };
-    match go() {
-        Ok(out) => out,
+pub fn run_in_pty(cmd: Command) -> Out {
+    match crate::console::run_on_pty(cmd, 24, 80, TIMEOUT) {
+        Ok(r) => r.out,
         Err(e) => panic!("{e:#}"),
     }
 }

@@ -26,6 +26,9 @@ pub struct InitArgs<'a> {
     /// The fds the parent holds that the init must drop at once (the state-dir lock above all:
     /// flock belongs to the open file, and our copy would keep `create`'s lock alive).
     pub close_first: Vec<i32>,
+    /// The cgroup v1 directories to join by ourselves (`cgroups::self_join_dirs`), first thing
+    /// after Go; none when the parent placed us.
+    pub self_join: Option<Vec<std::path::PathBuf>>,
 }
 
 /// Entry point in the child; never returns.
@@ -73,6 +76,9 @@ fn story(
         Some(Msg::Failed(m)) => return Err(Error::Other(m)),
         _ => sys::exit_now(1),
     };
+    if let Some(dirs) = &a.self_join {
+        crate::cgroups::join_self(dirs)?;
+    }
     if !plan.ns.bridge && plan.ns.uid_map.is_some() {
         // Our maps are written: become the namespace's root, so what we create is owned by a
         // mapped id (an unmapped owner makes the kernel refuse with EOVERFLOW).

@@ -118,6 +118,17 @@ fn spawn(
         .custom_flags(libc::O_PATH)
         .open(dir.fifo())
         .ctx("open", dir.fifo().display())?;
+    // The cgroup manager and, on cgroup v1, the directories the init joins by itself: known
+    // before the clone, so the child has them too.
+    let mgr = cgroups::manager(&st.cgroup_path, st.systemd_cgroup, &st.id)?;
+    let userns = plan.ns.bridge
+        || plan.ns.new_flags & libc::CLONE_NEWUSER != 0
+        || plan
+            .ns
+            .joins
+            .iter()
+            .any(|j| j.nstype == libc::CLONE_NEWUSER);
+    let self_join = cgroups::self_join_dirs(&mgr, &st.cgroup_path, userns);
     let flags = if plan.ns.bridge { 0 } else { plan.ns.new_flags };
     log::debug!(
         "clone the container init (namespace flags {flags:#x}{})",
@@ -138,6 +149,7 @@ fn spawn(
                     .into_iter()
                     .chain(proxy.as_ref().map(|p| p.as_raw_fd()))
                     .collect(),
+                self_join: self_join.clone(),
             };
             init::run(args, child)
         }
@@ -160,14 +172,23 @@ fn spawn(
     st.pid_start_time = state::live_start_time(pid);
     dir.save(st)?;
     log::debug!("container init is pid {pid}");
-    let mgr = cgroups::manager(&st.cgroup_path, st.systemd_cgroup, &st.id)?;
-    log::debug!("cgroup manager ready for {}", st.cgroup_path.display());
     let res = b.spec.linux().as_ref().and_then(|l| l.resources().as_ref());
-    cgroups::join_and_apply(&mgr, &st.cgroup_path, pid, res)?;
-    log::debug!(
-        "joined cgroup {} and applied its limits",
-        st.cgroup_path.display()
-    );
+    match &self_join {
+        Some(dirs) => {
+            cgroups::prepare_self_join(&mgr, &st.cgroup_path, dirs, res)?;
+            log::debug!(
+                "made cgroup {} and applied its limits; the init joins it itself",
+                st.cgroup_path.display()
+            );
+        }
+        None => {
+            cgroups::join_and_apply(&mgr, &st.cgroup_path, pid, res)?;
+            log::debug!(
+                "joined cgroup {} and applied its limits",
+                st.cgroup_path.display()
+            );
+        }
+    }
     if let Some(adj) = b.spec.process().as_ref().and_then(|p| p.oom_score_adj()) {
         let f = format!("/proc/{pid}/oom_score_adj");
         std::fs::write(&f, adj.to_string()).ctx("write", &f)?;
