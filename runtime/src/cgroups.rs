@@ -114,14 +114,39 @@ pub fn self_join_dirs(mgr: &AnyCgroupManager, path: &Path, userns: bool) -> Opti
     if userns || !matches!(mgr, AnyCgroupManager::V1(_)) {
         return None;
     }
-    let rel = path.strip_prefix("/").unwrap_or(path);
-    let mounts = libcgroups::v1::util::list_supported_mount_points().ok()?;
-    let mut dirs: Vec<PathBuf> = mounts.values().map(|m| m.join(rel)).collect();
-    // cpu and cpuacct usually share one hierarchy: one directory, joined once.
-    dirs.sort();
-    dirs.dedup();
-    Some(dirs)
+    // The hierarchies (one directory each: `cpu,cpuacct` is one) holding a controller of
+    // libcgroups' v1 manager, found with one readdir (libcgroups' own lookup reads mountinfo
+    // through a fresh verified procfs handle per controller, a few hundred syscalls).
+    let dirs: Vec<PathBuf> = cgroup_dirs(path)
+        .into_iter()
+        .filter(|d| {
+            let hierarchy = d
+                .strip_prefix(CGROUP_ROOT)
+                .ok()
+                .and_then(|r| r.components().next())
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .unwrap_or_default();
+            hierarchy.split(',').any(|c| V1_CONTROLLERS.contains(&c))
+        })
+        .collect();
+    (!dirs.is_empty()).then_some(dirs)
 }
+
+/// The controllers libcgroups' v1 manager places a task in (its `CONTROLLERS`, not exported).
+const V1_CONTROLLERS: [&str; 12] = [
+    "cpu",
+    "cpuacct",
+    "cpuset",
+    "devices",
+    "hugetlb",
+    "memory",
+    "pids",
+    "perf_event",
+    "blkio",
+    "net_prio",
+    "net_cls",
+    "freezer",
+];
 
 /// What `add_task` would have done but the move: the directories, each new cpuset level given
 /// its parent's CPUs and memory nodes (the kernel refuses tasks in an empty cpuset); then the
@@ -262,6 +287,12 @@ pub fn destroy(path: &Path, systemd: bool, id: &str) -> Result<()> {
     if !systemd && cgroup_dirs(path).iter().all(|d| !d.exists()) {
         return Ok(());
     }
+    // The common case, a cgroup whose processes are gone and that has no sub-cgroups: rmdir is
+    // all there is to do, without building a libcgroups manager (a few hundred syscalls).
+    if !systemd && pids(path).is_empty() && remove_empty(path) {
+        remove_default_parent(path);
+        return Ok(());
+    }
     let mgr = manager(path, systemd, id)?;
     // A frozen task cannot die: thaw first so SIGKILL is delivered.
     if is_frozen(path) {
@@ -291,6 +322,17 @@ pub fn destroy(path: &Path, systemd: bool, id: &str) -> Result<()> {
         }
     }
     Err(cg_err("remove", path, last.unwrap_or_default()))
+}
+
+/// rmdir the cgroup's directory in every hierarchy; false when one remains (it has tasks or
+/// sub-cgroups), which libcgroups' remove then deals with.
+fn remove_empty(path: &Path) -> bool {
+    cgroup_dirs(path)
+        .iter()
+        .all(|d| match std::fs::remove_dir(d) {
+            Ok(()) => true,
+            Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+        })
 }
 
 /// The default parent `/carte` is ours: remove it when the last container left it empty, so

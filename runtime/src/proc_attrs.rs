@@ -153,15 +153,18 @@ pub fn find_executable(arg0: &str, env: &[String]) -> Result<CString> {
 
 /// HOME for the target user from the container's /etc/passwd when the config gives none.
 pub fn home_of(uid: u32) -> String {
-    std::fs::read_to_string("/etc/passwd")
-        .ok()
-        .and_then(|s| {
-            s.lines().find_map(|l| {
-                let f: Vec<&str> = l.split(':').collect();
-                (f.len() > 5 && f[2].parse::<u32>().ok() == Some(uid)).then(|| f[5].to_string())
-            })
-        })
-        .unwrap_or_else(|| "/".into())
+    passwd_field(uid, 5).unwrap_or_else(|| "/".into())
+}
+
+/// Field `n` (0 = name, 5 = home) of `uid`'s line in the current root's /etc/passwd. Read by
+/// hand rather than through getpwuid: NSS would load modules into the runtime, and in a
+/// container's root it would be the image's to choose.
+pub fn passwd_field(uid: u32, n: usize) -> Option<String> {
+    let text = std::fs::read_to_string("/etc/passwd").ok()?;
+    text.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() > 5 && f[2].parse::<u32>().ok() == Some(uid)).then(|| f[n].to_string())
+    })
 }
 
 /// The cwd must stay inside the container: after chdir, getcwd must name a path of the new

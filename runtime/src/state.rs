@@ -76,11 +76,10 @@ impl State {
             bundle,
             rootfs,
             created: crate::log::now_rfc3339(),
-            owner: nix::unistd::User::from_uid(nix::unistd::geteuid())
-                .ok()
-                .flatten()
-                .map(|u| u.name)
-                .unwrap_or_else(|| nix::unistd::geteuid().to_string()),
+            owner: {
+                let uid = nix::unistd::geteuid().as_raw();
+                crate::proc_attrs::passwd_field(uid, 0).unwrap_or_else(|| uid.to_string())
+            },
             ..State::default()
         }
     }

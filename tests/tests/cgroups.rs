@@ -146,6 +146,16 @@ fn a_nested_new_cgroup_path_is_joined_in_every_hierarchy() {
         "exec'd process not in {cg}: {out}"
     );
     ctx.rt.delete_force(&id).ok();
+    // The container's own directory goes; the levels above it stay, as with runc: a parent may be
+    // shared (a pod's cgroup), so it is its creator's to remove. The test made them: it removes them.
+    let tops = cgroups::dirs_matching(&format!("{id}-top"));
+    assert!(!tops.is_empty(), "no {id}-top directory found");
+    for top in tops {
+        let leaf = top.join("mid").join(&id);
+        assert!(!leaf.exists(), "{} left after delete", leaf.display());
+        let _ = std::fs::remove_dir(top.join("mid"));
+        let _ = std::fs::remove_dir(&top);
+    }
     assert!(
         cgroups::dirs_matching(&id).is_empty(),
         "cgroup left after delete"
