@@ -306,6 +306,13 @@ struct MountAttr {
 pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
 pub const MOUNT_ATTR_NOSUID: u64 = 0x2;
 pub const MOUNT_ATTR_NODEV: u64 = 0x4;
+pub const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+/// The atime mode is a 3-bit field: setting one of these needs the whole field in `attr_clr`.
+pub const MOUNT_ATTR__ATIME: u64 = 0x70;
+pub const MOUNT_ATTR_RELATIME: u64 = 0x0;
+pub const MOUNT_ATTR_NOATIME: u64 = 0x10;
+pub const MOUNT_ATTR_STRICTATIME: u64 = 0x20;
+pub const MOUNT_ATTR_NODIRATIME: u64 = 0x80;
 
 /// `mount_setattr(fd, "", AT_EMPTY_PATH, {attr_set})`: change the flags of the mount `fd` names
 /// (a detached one from `open_tree_clone`).
@@ -380,9 +387,19 @@ pub fn open_tree_clone_fd(fd: BorrowedFd, recursive: bool) -> Result<OwnedFd, Er
 
 /// `mount_setattr(fd, "", AT_EMPTY_PATH [| AT_RECURSIVE], {attr_set})` on the mount at `fd`.
 pub fn mount_setattr_fd(fd: BorrowedFd, attr_set: u64, recursive: bool) -> Result<(), Errno> {
+    mount_setattr_set_clr(fd, attr_set, 0, recursive)
+}
+
+/// `mount_setattr` that also clears attributes (`attr_clr`), e.g. for the recursive `rrw`.
+pub fn mount_setattr_set_clr(
+    fd: BorrowedFd,
+    attr_set: u64,
+    attr_clr: u64,
+    recursive: bool,
+) -> Result<(), Errno> {
     let attr = MountAttr {
         attr_set,
-        attr_clr: 0,
+        attr_clr,
         propagation: 0,
         userns_fd: 0,
     };

@@ -292,3 +292,51 @@ fn no_pivot_still_confines_the_root() {
     let out = ctx.rt.run(&id, &b, &["--no-pivot"]).ok();
     assert_eq!(out.stdout, "yes\nno-host-dirs\n");
 }
+
+/// `rro` (recursive read-only, `mount_setattr`) makes a bind mount read-only together with the mounts below
+/// it, as Kubernetes' recursive read-only mounts need; plain `ro` only the top one. `rrw` after `rro` wins.
+#[test]
+fn rro_is_recursive_and_ro_is_not() {
+    let Some(ctx) = Ctx::new() else { return };
+    let src = ctx.tempdir();
+    let sub = src.join("sub");
+    std::fs::create_dir_all(&sub).expect("mkdir sub");
+    nix::mount::mount(
+        Some("tmpfs"),
+        &sub,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        Some("size=1m"),
+    )
+    .expect("mount a tmpfs below the bind source");
+    let guard = HostMount(sub.clone());
+    let mut ids = Vec::new();
+    let script = "touch /mnt/a 2>/dev/null && echo top-rw || echo top-ro; \
+                  touch /mnt/sub/b 2>/dev/null && echo sub-rw || echo sub-ro";
+    for (tag, opts, want) in [
+        ("rro", vec!["rbind", "rro"], "top-ro sub-ro"),
+        ("ro", vec!["rbind", "ro"], "top-ro sub-rw"),
+        ("rrw", vec!["rbind", "rro", "rrw"], "top-rw sub-rw"),
+    ] {
+        // runc 1.1 applies both words of a contradiction; carte lets the later win, as for `ro`/`rw`.
+        if tag == "rrw" && !is_carte() {
+            continue;
+        }
+        let mut b = ctx.bundle();
+        b.mount(json!({"destination": "/mnt", "type": "bind",
+            "source": src.display().to_string(), "options": opts}));
+        let id = ctx.id(&format!("m{tag}"));
+        let out = ctx.rt.run_sh(&id, &mut b, script);
+        assert_eq!(
+            out.split_whitespace().collect::<Vec<_>>().join(" "),
+            want,
+            "{tag}"
+        );
+        ids.push(id);
+    }
+    // The audit counts every mount under the test's dirs: ours goes first.
+    drop(guard);
+    for id in ids {
+        ctx.assert_no_leaks(&id);
+    }
+}

@@ -5,7 +5,7 @@ use super::safe_path;
 use crate::error::{Context, Error, Result};
 use nix::mount::{mount, MsFlags};
 use oci_spec::runtime::Mount;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, PartialEq)]
@@ -15,6 +15,31 @@ pub struct Options {
     pub clear: MsFlags,
     pub propagation: Vec<MsFlags>,
     pub data: Vec<String>,
+    /// Recursive attributes (`rro`, `rnosuid`, …): `MOUNT_ATTR_*` bits set and cleared with
+    /// `mount_setattr(AT_RECURSIVE)` on the new mount and every mount below it.
+    pub rec_set: u64,
+    pub rec_clr: u64,
+}
+
+/// The recursive option words (runc's), as `(attributes set, attributes cleared)`.
+pub fn recursive_attr(word: &str) -> Option<(u64, u64)> {
+    use crate::sys::*;
+    Some(match word {
+        "rro" => (MOUNT_ATTR_RDONLY, 0),
+        "rrw" => (0, MOUNT_ATTR_RDONLY),
+        "rnosuid" => (MOUNT_ATTR_NOSUID, 0),
+        "rsuid" => (0, MOUNT_ATTR_NOSUID),
+        "rnodev" => (MOUNT_ATTR_NODEV, 0),
+        "rdev" => (0, MOUNT_ATTR_NODEV),
+        "rnoexec" => (MOUNT_ATTR_NOEXEC, 0),
+        "rexec" => (0, MOUNT_ATTR_NOEXEC),
+        "rnodiratime" => (MOUNT_ATTR_NODIRATIME, 0),
+        "rdiratime" => (0, MOUNT_ATTR_NODIRATIME),
+        "rrelatime" => (MOUNT_ATTR_RELATIME, MOUNT_ATTR__ATIME),
+        "rnoatime" => (MOUNT_ATTR_NOATIME, MOUNT_ATTR__ATIME),
+        "rstrictatime" => (MOUNT_ATTR_STRICTATIME, MOUNT_ATTR__ATIME),
+        _ => return None,
+    })
 }
 
 /// Parse the option words of a mount. Words that are not flags are filesystem data (`size=64m`).
@@ -24,8 +49,16 @@ pub fn parse_options(opts: &[String]) -> Options {
         clear: MsFlags::empty(),
         propagation: vec![],
         data: vec![],
+        rec_set: 0,
+        rec_clr: 0,
     };
     for w in opts {
+        if let Some((set, clr)) = recursive_attr(w) {
+            // Later words win, as for the plain flags.
+            o.rec_set = (o.rec_set & !clr & !set) | set;
+            o.rec_clr = (o.rec_clr & !set) | clr;
+            continue;
+        }
         let (set, clear): (MsFlags, MsFlags) = match w.as_str() {
             "defaults" => (MsFlags::empty(), MsFlags::empty()),
             "ro" => (MsFlags::MS_RDONLY, MsFlags::empty()),
@@ -189,6 +222,12 @@ pub fn mount_one(
             r => r.ctx(&format!("mount {typ}"), dest.display())?,
         }
     }
+    if o.rec_set != 0 || o.rec_clr != 0 {
+        // On the new mount (reopened: `target` names what lies under it) and all below it.
+        let top = safe_path::open_in_root(rootfd, dest).ctx("open", dest.display())?;
+        crate::sys::mount_setattr_set_clr(top.as_fd(), o.rec_set, o.rec_clr, true)
+            .ctx("set recursive mount attributes on", dest.display())?;
+    }
     if !o.propagation.is_empty() {
         // `target` names what lies under the new mount: reopen to reach the mount itself.
         let top = safe_path::open_in_root(rootfd, dest).ctx("open", dest.display())?;
@@ -256,6 +295,20 @@ mod tests {
         assert_eq!(o.flags, MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME);
         assert_eq!(o.data, vec!["mode=755", "size=65536k"]);
         assert_eq!(o.propagation, vec![MsFlags::MS_SLAVE | MsFlags::MS_REC]);
+    }
+
+    #[test]
+    fn recursive_words_are_attributes_not_data() {
+        let o = parse_options(&words("rbind,rro,rnosuid,rnoatime"));
+        use crate::sys::*;
+        assert_eq!(
+            o.rec_set,
+            MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOATIME
+        );
+        assert_eq!(o.rec_clr, MOUNT_ATTR__ATIME);
+        assert!(o.data.is_empty());
+        let o = parse_options(&words("rro,rrw"));
+        assert_eq!((o.rec_set, o.rec_clr), (0, MOUNT_ATTR_RDONLY));
     }
 
     #[test]

@@ -5,7 +5,8 @@ use crate::cli::Cli;
 use crate::error::Result;
 use serde_json::json;
 
-/// The option words `rootfs::mount::parse_options` understands.
+/// The option words `rootfs::mount::parse_options` understands (the `r…` ones are recursive,
+/// through `mount_setattr`; containerd uses `rro` for Kubernetes' recursive read-only mounts).
 const MOUNT_OPTIONS: &[&str] = &[
     "async",
     "atime",
@@ -27,12 +28,25 @@ const MOUNT_OPTIONS: &[&str] = &[
     "nosuid",
     "private",
     "rbind",
+    "rdev",
+    "rdiratime",
     "relatime",
     "remount",
+    "rexec",
+    "rnoatime",
+    "rnodev",
+    "rnodiratime",
+    "rnoexec",
+    "rnosuid",
     "ro",
     "rprivate",
+    "rrelatime",
+    "rro",
+    "rrw",
     "rshared",
     "rslave",
+    "rstrictatime",
+    "rsuid",
     "runbindable",
     "rw",
     "shared",
