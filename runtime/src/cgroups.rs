@@ -284,14 +284,17 @@ pub fn destroy(path: &Path, systemd: bool, id: &str) -> Result<()> {
     if check_path(path, systemd).is_err() {
         return Ok(());
     }
-    if !systemd && cgroup_dirs(path).iter().all(|d| !d.exists()) {
-        return Ok(());
-    }
-    // The common case, a cgroup whose processes are gone and that has no sub-cgroups: rmdir is
-    // all there is to do, without building a libcgroups manager (a few hundred syscalls).
-    if !systemd && pids(path).is_empty() && remove_empty(path) {
-        remove_default_parent(path);
-        return Ok(());
+    if !systemd {
+        let dirs = cgroup_dirs(path);
+        if dirs.iter().all(|d| !d.exists()) {
+            return Ok(());
+        }
+        // The common case, a cgroup whose processes are gone and that has no sub-cgroups: rmdir
+        // is all there is to do, without building a libcgroups manager (a few hundred syscalls).
+        if pids(path).is_empty() && remove_empty(&dirs) {
+            remove_default_parent(path);
+            return Ok(());
+        }
     }
     let mgr = manager(path, systemd, id)?;
     // A frozen task cannot die: thaw first so SIGKILL is delivered.
@@ -324,15 +327,13 @@ pub fn destroy(path: &Path, systemd: bool, id: &str) -> Result<()> {
     Err(cg_err("remove", path, last.unwrap_or_default()))
 }
 
-/// rmdir the cgroup's directory in every hierarchy; false when one remains (it has tasks or
-/// sub-cgroups), which libcgroups' remove then deals with.
-fn remove_empty(path: &Path) -> bool {
-    cgroup_dirs(path)
-        .iter()
-        .all(|d| match std::fs::remove_dir(d) {
-            Ok(()) => true,
-            Err(e) => e.kind() == std::io::ErrorKind::NotFound,
-        })
+/// rmdir the cgroup's directory in every hierarchy (`dirs`); false when one remains (it has
+/// tasks or sub-cgroups), which libcgroups' remove then deals with.
+fn remove_empty(dirs: &[PathBuf]) -> bool {
+    dirs.iter().all(|d| match std::fs::remove_dir(d) {
+        Ok(()) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    })
 }
 
 /// The default parent `/carte` is ours: remove it when the last container left it empty, so

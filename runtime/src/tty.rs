@@ -72,6 +72,18 @@ pub enum Console<'a> {
     Proxy,
 }
 
+/// A process with a terminal needs someone to hold the master: refused before anything is made
+/// when nobody will (a detached `create`/`run`/`exec` without `--console-socket`).
+pub fn require_console(terminal: bool, console: Option<Console>) -> Result<()> {
+    if terminal && console.is_none() {
+        return Err(Error::Usage(
+            "process.terminal is true: a detached process needs --console-socket to hold its terminal"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Connect to `--console-socket` in the parent, before the pivot hides the host's paths.
 pub fn connect(path: &Path) -> Result<OwnedFd> {
     let s = std::os::unix::net::UnixStream::connect(path)

@@ -105,12 +105,7 @@ pub fn spawn(st: &State, spec: &Spec, plan: &ProcPlan, o: &ExecOpts) -> Result<S
             verb: "exec in",
         })?;
     let nss = open_namespaces(spec, init)?;
-    if plan.terminal && o.console.is_none() {
-        return Err(Error::Usage(
-            "exec with a terminal: a detached process needs --console-socket to hold its terminal"
-                .into(),
-        ));
-    }
+    crate::tty::require_console(plan.terminal, o.console)?;
     let (console, proxy) = super::connect_console(plan.terminal, o.console)?;
     // pid and time namespaces apply to our children: enter them here, so one clone suffices.
     for n in nss

@@ -46,12 +46,7 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
     crate::validate::check(&b.spec)?;
     cgroups::check_systemd(o.systemd)?;
     let plan = plan::build(&b.spec)?;
-    if plan.proc.terminal && o.console.is_none() {
-        return Err(Error::Usage(
-            "process.terminal is true: a detached container needs --console-socket to hold its terminal"
-                .into(),
-        ));
-    }
+    crate::tty::require_console(plan.proc.terminal, o.console)?;
     let mut st = State::new(
         o.id,
         b.dir.clone(),
