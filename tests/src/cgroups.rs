@@ -127,3 +127,13 @@ pub fn path_of(pid: i64, ctrl: &str) -> Option<String> {
         hit.then(|| path.to_string())
     })
 }
+
+/// The cgroup parent the tests put their containers under (`linux.cgroupsPath = /carte-test/<id>`).
+pub const TEST_PARENT: &str = "carte-test";
+
+/// Remove [`TEST_PARENT`] from every hierarchy where it is empty (rmdir refuses otherwise).
+pub fn remove_test_parent() {
+    for h in hierarchies() {
+        let _ = std::fs::remove_dir(h.mount.join(TEST_PARENT));
+    }
+}

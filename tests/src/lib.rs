@@ -98,6 +98,7 @@ pub struct Ctx {
     // Owned here, not by `Bundle`, so they are removed only after the audit has detached anything mounted in them:
     // removing a directory tree with a leaked bind mount inside would delete the mount's source.
     temps: RefCell<Vec<tempfile::TempDir>>,
+    _live: Live,
 }
 
 impl Ctx {
@@ -111,6 +112,7 @@ impl Ctx {
             Err(e) => panic!("create runtime root: {e:#}"),
         };
         let ctx = Ctx {
+            _live: Live::new(),
             rt,
             ids: RefCell::new(Vec::new()),
             dirs: RefCell::new(Vec::new()),
@@ -172,6 +174,34 @@ impl Ctx {
             audit::scrub(id);
         }
         assert!(leaks.is_empty(), "{id} left behind: {}", leaks.join("; "));
+    }
+}
+
+/// How many `Ctx` of this test process are alive: the last one to go removes [`cgroups::TEST_PARENT`].
+static LIVE_CONTEXTS: std::sync::Mutex<usize> = std::sync::Mutex::new(0);
+
+/// A `Ctx`'s place in [`LIVE_CONTEXTS`]. A field, so it is released after the audit even when the audit panics.
+struct Live;
+
+impl Live {
+    fn new() -> Live {
+        if let Ok(mut n) = LIVE_CONTEXTS.lock() {
+            *n += 1;
+        }
+        Live
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        // Tests put their containers under one shared cgroup parent, which the runtime (like runc) never
+        // removes: a parent named in cgroupsPath is its creator's. The suite made it, so the suite removes it,
+        // when no test of this process can be creating a container under it (the lock holds off new ones).
+        let mut n = LIVE_CONTEXTS.lock().unwrap_or_else(|e| e.into_inner());
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            cgroups::remove_test_parent();
+        }
     }
 }
 
