@@ -49,6 +49,20 @@ pub fn clone_flag(t: LinuxNamespaceType) -> libc::c_int {
     }
 }
 
+/// The namespace's file name under `/proc/PID/ns/`.
+pub fn proc_name(t: LinuxNamespaceType) -> &'static str {
+    match t {
+        LinuxNamespaceType::Mount => "mnt",
+        LinuxNamespaceType::Cgroup => "cgroup",
+        LinuxNamespaceType::Uts => "uts",
+        LinuxNamespaceType::Ipc => "ipc",
+        LinuxNamespaceType::User => "user",
+        LinuxNamespaceType::Pid => "pid",
+        LinuxNamespaceType::Network => "net",
+        LinuxNamespaceType::Time => "time",
+    }
+}
+
 pub fn plan(spec: &Spec) -> Result<NsPlan> {
     let linux = spec.linux().as_ref();
     let mut p = NsPlan {

@@ -91,19 +91,17 @@ pub fn set_hostname(hostname: Option<&str>, domainname: Option<&str>) -> Result<
 const PROC_SUPER_MAGIC: i64 = 0x9fa0;
 
 /// Write `/proc/sys/<key>` — only after checking the open file lives on a real procfs, so an
-/// image cannot redirect the write through a fake /proc (CVE-2019-16884 class).
-pub fn write_sysctl(key: &str, value: &str) -> Result<()> {
-    if key.contains("..") || key.contains('\0') {
-        return Err(Error::spec(format!("linux.sysctl.{key}"), "invalid key"));
-    }
-    let path = PathBuf::from("/proc/sys").join(key.replace('.', "/"));
+/// image cannot redirect the write through a fake /proc (CVE-2019-16884 class). The key was
+/// parsed and checked against the container's namespaces by `sysctl::plan`.
+pub fn write_sysctl(key: &crate::sysctl::Key, value: &str) -> Result<()> {
+    let path = PathBuf::from("/proc/sys").join(&key.path);
     let f = std::fs::OpenOptions::new()
         .write(true)
         .custom_flags(libc::O_NOFOLLOW)
         .open(&path)
         .ctx("open sysctl", path.display())?;
     check_procfs(&f, &path)?;
-    log::debug!("sysctl {key} = {value}");
+    log::debug!("sysctl {} = {value}", key.name);
     nix::unistd::write(&f, value.as_bytes())
         .ctx("write sysctl", path.display())
         .map(drop)

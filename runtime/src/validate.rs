@@ -96,16 +96,6 @@ pub fn check(spec: &Spec) -> Result<()> {
             }
         }
     }
-    for key in linux
-        .sysctl()
-        .as_ref()
-        .map(|m| m.keys().collect::<Vec<_>>())
-        .unwrap_or_default()
-    {
-        if key.is_empty() || key.contains('/') || key.contains("..") {
-            return Err(Error::spec(format!("linux.sysctl.{key}"), "invalid key"));
-        }
-    }
     Ok(())
 }
 

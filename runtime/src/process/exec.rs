@@ -20,7 +20,7 @@ use super::sync::{self, Msg};
 use crate::error::{Context, Error, Result};
 use crate::state::{self, State};
 use crate::sys::{self, Forked};
-use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use oci_spec::runtime::Spec;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 
@@ -38,19 +38,6 @@ struct NsFd {
     fd: OwnedFd,
 }
 
-fn ns_name(t: LinuxNamespaceType) -> &'static str {
-    match t {
-        LinuxNamespaceType::Mount => "mnt",
-        LinuxNamespaceType::Cgroup => "cgroup",
-        LinuxNamespaceType::Uts => "uts",
-        LinuxNamespaceType::Ipc => "ipc",
-        LinuxNamespaceType::User => "user",
-        LinuxNamespaceType::Pid => "pid",
-        LinuxNamespaceType::Network => "net",
-        LinuxNamespaceType::Time => "time",
-    }
-}
-
 /// The init's namespaces of every type the config lists, except those that are already ours
 /// (setns into one's own user namespace is an error).
 fn open_namespaces(spec: &Spec, pid: i32) -> Result<Vec<NsFd>> {
@@ -62,7 +49,7 @@ fn open_namespaces(spec: &Spec, pid: i32) -> Result<Vec<NsFd>> {
         .map(|v| v.as_slice())
         .unwrap_or_default()
     {
-        let name = ns_name(ns.typ());
+        let name = crate::namespaces::proc_name(ns.typ());
         let theirs = format!("/proc/{pid}/ns/{name}");
         let their_ino = std::fs::metadata(&theirs).ctx("stat", &theirs)?.ino();
         let our_ino = std::fs::metadata(format!("/proc/self/ns/{name}"))

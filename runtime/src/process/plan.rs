@@ -17,7 +17,7 @@ pub struct Plan {
     pub proc: ProcPlan,
     pub hostname: Option<String>,
     pub domainname: Option<String>,
-    pub sysctl: Vec<(String, String)>,
+    pub sysctl: Vec<(crate::sysctl::Key, String)>,
     /// prestart or createRuntime hooks exist: the init must pause for the parent to run them.
     pub runtime_hooks: bool,
 }
@@ -70,17 +70,12 @@ pub fn process_of(spec: &Spec) -> Result<&Process> {
 pub fn build(spec: &Spec) -> Result<Plan> {
     let p = process_of(spec)?;
     let linux = spec.linux().as_ref();
-    let mut sysctl: Vec<(String, String)> = linux
-        .and_then(|l| l.sysctl().as_ref())
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-        .unwrap_or_default();
-    sysctl.sort();
     Ok(Plan {
         ns: namespaces::plan(spec)?,
         proc: build_process(p, linux)?,
         hostname: spec.hostname().clone(),
         domainname: spec.domainname().clone(),
-        sysctl,
+        sysctl: crate::sysctl::plan(spec)?,
         runtime_hooks: spec
             .hooks()
             .as_ref()

@@ -25,8 +25,15 @@ pub fn pivot(rootfs: &Path) -> Result<()> {
     nix::unistd::chdir("/").ctx("chdir", "/")
 }
 
+/// `--no-pivot`: the host's tree stays in our mount namespace under the chroot. The kernel lets a
+/// process mount a fresh procfs or sysfs only where a full one is already visible in its mount
+/// namespace, so a container that makes a nested user namespace could mount an unmasked /proc
+/// through the host's (runc's `tests/integration/no_pivot.bats`). Detach every full procfs and
+/// sysfs outside the rootfs first, or cover it with a tmpfs where it cannot be detached, as runc
+/// does in `msMoveRoot`.
 pub fn move_root(rootfs: &Path) -> Result<()> {
     log::debug!("move {} to / and chroot (--no-pivot)", rootfs.display());
+    hide_host_pseudo_filesystems(rootfs)?;
     nix::unistd::chdir(rootfs).ctx("chdir", rootfs.display())?;
     mount(
         Some(rootfs),
@@ -38,4 +45,47 @@ pub fn move_root(rootfs: &Path) -> Result<()> {
     .ctx("move mount", rootfs.display())?;
     nix::unistd::chroot(".").ctx("chroot", rootfs.display())?;
     nix::unistd::chdir("/").ctx("chdir", "/")
+}
+
+fn hide_host_pseudo_filesystems(rootfs: &Path) -> Result<()> {
+    let mut full: Vec<_> = crate::mountinfo::read_self()?
+        .into_iter()
+        .filter(|m| {
+            (m.fs_type == "proc" || m.fs_type == "sysfs")
+                && m.root == Path::new("/")
+                && !m.mount_point.starts_with(rootfs)
+        })
+        .map(|m| m.mount_point)
+        .collect();
+    // Deepest first, so a parent's detach does not take a child's path away before we see it.
+    full.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for p in full {
+        // Slave first: our detach must not propagate to the host's mount table.
+        match mount(
+            None::<&str>,
+            &p,
+            None::<&str>,
+            MsFlags::MS_SLAVE | MsFlags::MS_REC,
+            None::<&str>,
+        ) {
+            // Already gone with a parent we detached.
+            Err(nix::errno::Errno::ENOENT) => continue,
+            r => r.ctx("make rslave", p.display())?,
+        }
+        log::debug!("hide host {} before the chroot", p.display());
+        match umount2(&p, MntFlags::MNT_DETACH) {
+            Ok(()) => {}
+            // Locked under a user namespace: cover it instead.
+            Err(nix::errno::Errno::EINVAL | nix::errno::Errno::EPERM) => mount(
+                Some("tmpfs"),
+                &p,
+                Some("tmpfs"),
+                MsFlags::empty(),
+                None::<&str>,
+            )
+            .ctx("cover with tmpfs", p.display())?,
+            Err(e) => return Err(crate::error::Error::sys("detach", p.display(), e)),
+        }
+    }
+    Ok(())
 }

@@ -1,0 +1,90 @@
+//! `/proc/self/mountinfo`, parsed (proc(5)): the one reader of the mount table, for the code that
+//! must know what is mounted where (the rootfs's parent mount, procfs and sysfs to hide before a
+//! `--no-pivot` chroot). Fields are unescaped (`\040` is a space in a path).
+
+use crate::error::{Context, Result};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The path of the filesystem that is mounted (`/` for a full mount, a subdirectory for a bind).
+    pub root: PathBuf,
+    pub mount_point: PathBuf,
+    /// Optional fields such as `shared:N` and `master:N`.
+    pub optional: Vec<String>,
+    pub fs_type: String,
+    pub source: String,
+}
+
+/// The calling process's mount table.
+pub fn read_self() -> Result<Vec<Entry>> {
+    let path = "/proc/self/mountinfo";
+    let text = std::fs::read_to_string(path).ctx("read", path)?;
+    Ok(parse(&text))
+}
+
+/// Lines that do not have the documented shape are skipped, not guessed at.
+pub fn parse(text: &str) -> Vec<Entry> {
+    text.lines().filter_map(parse_line).collect()
+}
+
+fn parse_line(line: &str) -> Option<Entry> {
+    // 36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue
+    let (left, right) = line.split_once(" - ")?;
+    let l: Vec<&str> = left.split(' ').collect();
+    let r: Vec<&str> = right.split(' ').collect();
+    if l.len() < 6 || r.len() < 2 {
+        return None;
+    }
+    Some(Entry {
+        root: unescape(l[3]).into(),
+        mount_point: unescape(l[4]).into(),
+        optional: l[6..].iter().map(|s| s.to_string()).collect(),
+        fs_type: r[0].to_string(),
+        source: unescape(r[1]),
+    })
+}
+
+/// The kernel escapes space, tab, newline and backslash as three octal digits.
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match (b[i], octal) {
+            (b'\\', Some(d)) => {
+                let v = d.iter().fold(0u32, |a, c| a * 8 + u32::from(c - b'0'));
+                out.push(u8::try_from(v).unwrap_or(b'?'));
+                i += 4;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_documented_line_and_escapes() {
+        let t = "36 35 98:0 /mnt1 /mnt\\0402 rw,noatime master:1 shared:2 - ext3 /dev/root rw,errors=continue\n\
+                 22 1 0:21 / /proc rw,nosuid - proc proc rw\n\
+                 garbage\n";
+        let v = parse(t);
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[0].root, PathBuf::from("/mnt1"));
+        assert_eq!(v[0].mount_point, PathBuf::from("/mnt 2"));
+        assert_eq!(v[0].optional, ["master:1", "shared:2"]);
+        assert_eq!(v[0].fs_type, "ext3");
+        assert_eq!(v[1].fs_type, "proc");
+        assert_eq!(v[1].mount_point, PathBuf::from("/proc"));
+    }
+}
