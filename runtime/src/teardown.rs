@@ -56,13 +56,11 @@ pub fn release(st: &State) -> Result<()> {
 pub fn destroy(dir: ContainerDir, st: &State) -> Result<()> {
     let hooks = dir.config().and_then(|s| s.hooks().clone());
     release(st)?;
-    if let Err(e) = crate::hooks::run_all(
+    crate::hooks::run_all_warning(
         "poststop",
         hooks.as_ref().and_then(|h| h.poststop().as_ref()),
         &st.oci_json(state::Status::Stopped),
-    ) {
-        log::warn!("{e}");
-    }
+    );
     dir.remove()
 }
 
