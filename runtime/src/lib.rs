@@ -23,3 +23,4 @@ pub mod teardown;
 pub mod tty;
 pub mod validate;
 pub mod verbs;
+pub mod wait;
