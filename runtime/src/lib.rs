@@ -18,6 +18,7 @@ pub mod seccomp;
 pub mod selfexe;
 pub mod signals;
 pub mod state;
+pub mod subcgroup;
 pub mod sys;
 pub mod teardown;
 pub mod tty;
