@@ -29,11 +29,15 @@ target/release/carte-conformance --runtime target/release/carte --allow-fail lif
     tee "$log/conformance.log"
 conf_rc=${PIPESTATUS[0]}
 
-# One closing line over everything that ran.
+# One closing line over everything that ran, with the CI steps (`.ci/run`: demo, lint) when given.
+steps=${CARTE_CI_STEPS:-}
+[ -n "$steps" ] && [ -f "$steps" ] || steps=/dev/null
 awk '
   /^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
   /^carte: [0-9]+ passed, [0-9]+ failed/ { p += $2; f += $4; s += $6 }
   /failure allowed \(--allow-fail\)/ { a++ }
+  /^ci step [a-z]+: passed$/ { p++ }
+  /^ci step [a-z]+: failed$/ { f++ }
   END { printf "all: %d passed, %d failed, %d skipped, %d allowed to fail\n", p, f - a, s, a }
-' "$log/cargo-test.log" "$log/conformance.log"
+' "$log/cargo-test.log" "$log/conformance.log" "$steps"
 [ "$cargo_rc" -eq 0 ] && [ "$conf_rc" -eq 0 ]

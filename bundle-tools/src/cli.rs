@@ -32,7 +32,7 @@ pub enum Command {
     Unpack {
         /// docker-save tar, OCI layout tar (oci-archive) or OCI layout directory.
         archive: PathBuf,
-        /// Created if missing (its parent must exist); receives rootfs/ and config.json.
+        /// Created if missing, with its missing parents (as mkdir -p); receives rootfs/ and config.json.
         bundle_dir: PathBuf,
         /// NAME[:TAG] of the image, when the archive holds several.
         #[arg(long)]

@@ -105,10 +105,10 @@ pub fn inspect(
 
 /// Files `unpack` creates in the bundle dir; removed again if it fails.
 struct Staging {
-    bundle: PathBuf,
     rootfs: PathBuf,
     config: PathBuf,
-    created_bundle: bool,
+    /// The directories we created for the bundle (itself and missing parents), outermost first.
+    created_dirs: Vec<PathBuf>,
     done: bool,
 }
 
@@ -120,15 +120,16 @@ impl Drop for Staging {
         // Best effort: the error that brought us here is the one worth reporting.
         let _ = std::fs::remove_dir_all(&self.rootfs);
         let _ = std::fs::remove_file(&self.config);
-        if self.created_bundle {
-            let _ = std::fs::remove_dir(&self.bundle);
+        for d in self.created_dirs.iter().rev() {
+            let _ = std::fs::remove_dir(d);
         }
     }
 }
 
-/// Prepare the bundle dir: create it, or accept it empty (or non-empty with `force`).
+/// Prepare the bundle dir: create it (and its missing parents, as `mkdir -p` and `umoci unpack`
+/// do), or accept it empty (or non-empty with `force`).
 fn prepare_bundle(bundle: &Path, force: bool) -> Result<Staging> {
-    let created_bundle = match std::fs::symlink_metadata(bundle) {
+    let created_dirs = match std::fs::symlink_metadata(bundle) {
         Ok(m) if m.is_dir() => {
             let mut entries = std::fs::read_dir(bundle).ctx("read bundle directory", bundle)?;
             if entries.next().is_some() && !force {
@@ -137,7 +138,7 @@ fn prepare_bundle(bundle: &Path, force: bool) -> Result<Staging> {
                     bundle.display()
                 )));
             }
-            false
+            vec![]
         }
         Ok(_) => {
             return Err(Error::Usage(format!(
@@ -145,21 +146,41 @@ fn prepare_bundle(bundle: &Path, force: bool) -> Result<Staging> {
                 bundle.display()
             )))
         }
-        Err(_) => {
-            std::fs::create_dir(bundle).ctx("create bundle directory", bundle)?;
-            true
-        }
+        Err(_) => create_dirs(bundle)?,
     };
     let pid = std::process::id();
     let staging = Staging {
-        bundle: bundle.to_path_buf(),
         rootfs: bundle.join(format!(".rootfs.carte-bundle-{pid}")),
         config: bundle.join(format!(".config.json.carte-bundle-{pid}")),
-        created_bundle,
+        created_dirs,
         done: false,
     };
     std::fs::create_dir(&staging.rootfs).ctx("create staging rootfs", &staging.rootfs)?;
     Ok(staging)
+}
+
+/// Create `dir` and each missing ancestor; the ones created, outermost first. On failure the ones
+/// already made are removed again, so a failed unpack leaves nothing behind.
+fn create_dirs(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut missing = vec![];
+    let mut cur = Some(dir);
+    while let Some(d) = cur.filter(|d| !d.as_os_str().is_empty()) {
+        if std::fs::symlink_metadata(d).is_ok() {
+            break;
+        }
+        missing.push(d.to_path_buf());
+        cur = d.parent();
+    }
+    missing.reverse();
+    for (i, d) in missing.iter().enumerate() {
+        if let Err(e) = std::fs::create_dir(d) {
+            for made in missing[..i].iter().rev() {
+                let _ = std::fs::remove_dir(made);
+            }
+            return Err(e).ctx("create bundle directory", d);
+        }
+    }
+    Ok(missing)
 }
 
 /// A progress line is printed each time this much more of a layer has been decompressed.

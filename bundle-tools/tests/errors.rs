@@ -312,3 +312,39 @@ fn unrunnable_configs() -> Result<()> {
         "user `ghost`: not found in the image's /etc/passwd",
     )
 }
+
+/// `make demo` unpacks into `target/demo/bundle` after removing `target/demo`: missing parents are created,
+/// as `mkdir -p` and `umoci unpack` do, and a failed unpack removes every directory it created.
+#[test]
+fn missing_parents_are_created_and_removed_on_failure() -> Result<()> {
+    let d = Dirs::new()?;
+    let lay = d.path("lay");
+    oci_layout(&lay, &Image::new(simple_layers(), Comp::None), "latest")?;
+    let bundle = d.path("a/b/bundle");
+    let (ok, _, err) = carte_bundle(&[
+        "-q".as_ref(),
+        "unpack".as_ref(),
+        lay.as_os_str(),
+        bundle.as_os_str(),
+    ])?;
+    ensure!(ok, "unpack into missing parents failed: {err}");
+    ensure!(bundle.join("config.json").is_file() && bundle.join("rootfs/etc/tail").is_file());
+    // The same with a layer that fails half-way: neither the bundle nor its new parents stay.
+    let mut layers = simple_layers();
+    layers[0].truncate(40_000);
+    let bad = d.path("bad");
+    oci_layout(&bad, &Image::new(layers, Comp::None), "latest")?;
+    let bundle = d.path("x/y/bundle");
+    let (ok, _, err) = carte_bundle(&[
+        "-q".as_ref(),
+        "unpack".as_ref(),
+        bad.as_os_str(),
+        bundle.as_os_str(),
+    ])?;
+    ensure!(!ok && err.contains("read tar"), "{err}");
+    ensure!(
+        !d.path("x").exists(),
+        "the created parents were left behind"
+    );
+    Ok(())
+}

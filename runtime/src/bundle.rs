@@ -24,7 +24,7 @@ pub fn parse_spec(raw: &[u8], file: &str) -> Result<Spec> {
         field: "(document)".into(),
         reason: e.to_string(),
     })?;
-    drop_unknown_caps(&mut v);
+    drop_unknown_caps(&mut v, "/process/capabilities");
     serde_path_to_error::deserialize(v).map_err(|e| {
         let path = e.path().to_string();
         Error::InvalidSpec {
@@ -39,11 +39,28 @@ pub fn parse_spec(raw: &[u8], file: &str) -> Result<Spec> {
     })
 }
 
-fn drop_unknown_caps(v: &mut serde_json::Value) {
-    let Some(caps) = v
-        .pointer_mut("/process/capabilities")
-        .and_then(|c| c.as_object_mut())
-    else {
+/// A runtime-spec Process document (`exec --process`), read as runc reads it: unknown
+/// capabilities are warnings, as in config.json, and a missing `user` is uid 0, gid 0 (Go's zero
+/// value; oci-spec requires the field).
+pub fn parse_process(raw: &[u8], file: &str) -> Result<oci_spec::runtime::Process> {
+    let mut v: serde_json::Value = serde_json::from_slice(raw).map_err(|e| Error::InvalidSpec {
+        file: file.to_string(),
+        field: "(document)".into(),
+        reason: e.to_string(),
+    })?;
+    drop_unknown_caps(&mut v, "/capabilities");
+    if let Some(o) = v.as_object_mut() {
+        o.entry("user").or_insert_with(|| serde_json::json!({}));
+    }
+    serde_path_to_error::deserialize(v).map_err(|e| Error::InvalidSpec {
+        file: file.to_string(),
+        field: e.path().to_string(),
+        reason: e.into_inner().to_string(),
+    })
+}
+
+fn drop_unknown_caps(v: &mut serde_json::Value, pointer: &str) {
+    let Some(caps) = v.pointer_mut(pointer).and_then(|c| c.as_object_mut()) else {
         return;
     };
     for (set, list) in caps.iter_mut() {
@@ -94,6 +111,30 @@ pub fn load(dir: &Path) -> Result<Bundle> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_process_without_user_is_root() {
+        let p = parse_process(br#"{"args":["true"],"cwd":"/"}"#, "p.json").unwrap();
+        assert_eq!((p.user().uid(), p.user().gid()), (0, 0));
+        let p = parse_process(
+            br#"{"args":["true"],"cwd":"/","user":{"uid":5},"capabilities":{"bounding":["CAP_NOPE","CAP_KILL"]}}"#,
+            "p.json",
+        )
+        .unwrap();
+        assert_eq!(p.user().uid(), 5);
+        let b = p
+            .capabilities()
+            .as_ref()
+            .unwrap()
+            .bounding()
+            .clone()
+            .unwrap();
+        assert_eq!(b.len(), 1);
+        let e = parse_process(br#"{"args":["true"]}"#, "p.json")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cwd"), "{e}");
+    }
 
     #[test]
     fn error_names_the_field() {

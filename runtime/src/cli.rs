@@ -200,15 +200,15 @@ pub struct ExecArgs {
     /// Allow exec into a paused container
     #[arg(long = "ignore-paused")]
     pub ignore_paused: bool,
-    /// Accepted for runc compatibility (AppArmor is not available on this host kind)
+    /// AppArmor profile for the process (refused where AppArmor is off)
     #[arg(long)]
     pub apparmor: Option<String>,
-    /// Accepted for runc compatibility
+    /// SELinux label for the process (refused where SELinux is off)
     #[arg(long = "process-label")]
     pub process_label: Option<String>,
-    /// Accepted for runc compatibility
+    /// Run in a sub-cgroup of the container's cgroup: PATH, or CONTROLLER[,CONTROLLER]:PATH (repeatable)
     #[arg(long)]
-    pub cgroup: Option<String>,
+    pub cgroup: Vec<String>,
 }
 
 #[derive(Args, Debug)]

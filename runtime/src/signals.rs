@@ -4,14 +4,16 @@
 use crate::error::{Error, Result};
 use nix::sys::signal::{SigSet, Signal};
 
-/// `TERM`, `SIGTERM`, `term` or `15` → the signal number.
+/// `TERM`, `SIGTERM`, `term`, `15`, `RTMIN+3` or `37` → the signal number. `0` is accepted, as
+/// runc and kill(1) accept it: it sends nothing and only asks whether the process is there.
 pub fn parse(s: &str) -> Result<i32> {
     if let Ok(n) = s.parse::<i32>() {
-        if (1..=64).contains(&n) {
+        if (0..=libc::SIGRTMAX()).contains(&n) {
             return Ok(n);
         }
         return Err(Error::Usage(format!(
-            "invalid signal {s:?}: numbers go from 1 to 64"
+            "invalid signal {s:?}: numbers go from 0 to {}",
+            libc::SIGRTMAX()
         )));
     }
     let up = s.to_ascii_uppercase();
@@ -31,6 +33,16 @@ pub fn parse(s: &str) -> Result<i32> {
     name.parse::<Signal>()
         .map(|s| s as i32)
         .map_err(|_| Error::Usage(format!("invalid signal {s:?}: not a signal name or number")))
+}
+
+/// A signal that is really sent (not the liveness probe 0), for `stop`.
+pub fn nonzero(n: i32) -> Result<i32> {
+    if n == 0 {
+        return Err(Error::Usage(
+            "invalid signal \"0\": it sends nothing".into(),
+        ));
+    }
+    Ok(n)
 }
 
 /// Dispositions and mask as a fresh process expects them.
@@ -81,7 +93,11 @@ mod tests {
         assert_eq!(parse("kill").unwrap(), 9);
         assert_eq!(parse("9").unwrap(), 9);
         assert_eq!(parse("RTMIN+1").unwrap(), libc::SIGRTMIN() + 1);
-        for bad in ["FOO", "0", "65", "-1", "SIG"] {
+        assert_eq!(parse("SIGRTMIN+3").unwrap(), libc::SIGRTMIN() + 3);
+        assert_eq!(parse("37").unwrap(), 37);
+        assert_eq!(parse("0").unwrap(), 0);
+        assert!(nonzero(0).is_err());
+        for bad in ["FOO", "65", "-1", "SIG"] {
             let e = parse(bad).unwrap_err().to_string();
             assert!(e.contains("invalid signal"), "{bad}: {e}");
         }

@@ -42,7 +42,7 @@ pub struct State {
     pub cgroup_path: PathBuf,
     #[serde(default)]
     pub systemd_cgroup: bool,
-    /// The pid file carte wrote, removed on delete.
+    /// The pid file carte wrote. Kept on delete, as runc keeps it: it belongs to whoever asked.
     pub pid_file: Option<PathBuf>,
 }
 
@@ -326,11 +326,61 @@ pub fn load_state(dir: &Path) -> Result<State> {
         .map_err(|e| Error::Other(format!("{}: corrupt state: {e}", p.display())))
 }
 
-/// tmp + fsync-free rename: readers see the old or the new file, never a torn one.
+/// tmp + fsync-free rename: readers see the old or the new file, never a torn one. The temporary
+/// file is ours alone: a unique name in the same directory, created with O_EXCL. A name derived
+/// from the target (`pid.1` and `pid.2` both gave `pid.tmp`) let concurrent writers of two files
+/// in one directory rename each other's temporary away (`rename: ENOENT`); runc uses
+/// `.<name>` with O_EXCL for its pid files, which two writers of one name would still share.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, data).ctx("write", tmp.display())?;
-    std::fs::rename(&tmp, path).ctx("rename", path.display())
+    use std::io::Write;
+    let (tmp, mut f) = create_temp_beside(path)?;
+    let res = f
+        .write_all(data)
+        .ctx("write", tmp.display())
+        .and_then(|()| std::fs::rename(&tmp, path).ctx("rename", path.display()));
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    res
+}
+
+/// `.<name>.<our pid>.<counter><clock nanos>.tmp` next to `path`, created with O_EXCL (so a
+/// collision, however unlikely, is retried instead of shared).
+fn create_temp_beside(path: &Path) -> Result<(PathBuf, File)> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static SEQ: AtomicU32 = AtomicU32::new(0);
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::Other(format!("write {}: not a file name", path.display())))?;
+    let dir = path.parent().unwrap_or(Path::new(""));
+    let mut last = None;
+    for _ in 0..16 {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+        let mut tmp_name = std::ffi::OsString::from(".");
+        tmp_name.push(name);
+        tmp_name.push(format!(".{}.{seq}{nanos:09}.tmp", std::process::id()));
+        let tmp = dir.join(tmp_name);
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+        {
+            Ok(f) => return Ok((tmp, f)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some((tmp, e)),
+            Err(e) => return Err(e).ctx("create", tmp.display()),
+        }
+    }
+    match last {
+        Some((tmp, e)) => Err(e).ctx("create", tmp.display()),
+        None => Err(Error::Other(format!(
+            "write {}: no temporary name",
+            path.display()
+        ))),
+    }
 }
 
 /// Field 22 (starttime) of /proc/PID/stat; None when the process is gone or a zombie.
@@ -431,6 +481,24 @@ mod tests {
         std::fs::write(d.join(STATE_FILE), b"{\"id\": 3").unwrap();
         let e = load_state(&d).unwrap_err().to_string();
         assert!(e.contains("corrupt state"), "{e}");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn atomic_writes_leave_only_the_target() {
+        let d = std::env::temp_dir().join(format!("carte-atomic-test-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        for n in 0..3 {
+            write_atomic(&d.join(format!("pid.{n}")), n.to_string().as_bytes()).unwrap();
+        }
+        write_atomic(&d.join("pid.1"), b"again").unwrap();
+        let mut names: Vec<String> = std::fs::read_dir(&d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["pid.0", "pid.1", "pid.2"]);
+        assert_eq!(std::fs::read(d.join("pid.1")).unwrap(), b"again");
         std::fs::remove_dir_all(&d).unwrap();
     }
 }

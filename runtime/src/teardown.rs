@@ -1,5 +1,5 @@
 //! Undo everything a container holds, from whatever its state records: kill its processes,
-//! wait for them, remove its cgroup (with retry), its pid file and its state directory.
+//! wait for them, remove its cgroup (with retry) and its state directory (never the pid file: runc keeps it).
 //! Idempotent, so `delete --force` works after any crash, and used by a failed `create` too.
 
 use crate::cgroups;
@@ -42,11 +42,9 @@ fn wait_pidfd(fd: &std::os::fd::OwnedFd, wait: Duration) {
 /// the rest behind.
 pub fn release(st: &State) -> Result<()> {
     kill_all(st, Duration::from_secs(5));
-    let cg = cgroups::destroy(&st.cgroup_path, st.systemd_cgroup, &st.id);
-    if let Some(p) = &st.pid_file {
-        let _ = std::fs::remove_file(p);
-    }
-    cg
+    // The pid file stays: runc never removes it, and engines (conmon, shims) read it after the
+    // container is gone.
+    cgroups::destroy(&st.cgroup_path, st.systemd_cgroup, &st.id)
 }
 
 /// Full teardown of a container whose state dir we hold locked — runtime.md's steps 12 and 13,
@@ -56,13 +54,11 @@ pub fn release(st: &State) -> Result<()> {
 pub fn destroy(dir: ContainerDir, st: &State) -> Result<()> {
     let hooks = dir.config().and_then(|s| s.hooks().clone());
     release(st)?;
-    if let Err(e) = crate::hooks::run_all(
+    crate::hooks::run_all_warning(
         "poststop",
         hooks.as_ref().and_then(|h| h.poststop().as_ref()),
         &st.oci_json(state::Status::Stopped),
-    ) {
-        log::warn!("{e}");
-    }
+    );
     dir.remove()
 }
 

@@ -180,3 +180,88 @@ fn failing_create_runtime_hook_fails_create_cleanly() {
         ctx.assert_no_leaks(&id);
     }
 }
+
+/// runtime.md, poststart: "If a hook fails, the runtime MUST log a warning, but the remaining hooks and
+/// lifecycle continue as if the hook had succeeded." Carte follows the spec (as crun does): `start` succeeds,
+/// the next poststart hook runs, the container keeps running. runc 1.1.5 gets this wrong: it runs poststart
+/// inside `create`, fails the create on the first failing hook, runs none after it, and removes the container.
+#[test]
+fn failing_poststart_is_a_warning_and_the_rest_goes_on() {
+    let Some(ctx) = Ctx::new() else { return };
+    let log = ctx.tempdir();
+    let log_s = log.display().to_string();
+    let mut b = ctx.bundle();
+    b.hook(
+        "poststart",
+        json!({"path": "/bin/sh", "args": ["sh", "-c", "exit 7"]}),
+    );
+    b.hook("poststart", recorder("poststart", &log_s));
+    b.args(&["sleep", "1000"]);
+    let id = ctx.id("poststartfail");
+    if is_carte() {
+        ctx.rt.create(&id, &b, &[]).ok();
+        let out = ctx.rt.start(&id).ok();
+        assert!(out.stderr.contains("poststart"), "no warning: {out}");
+        assert_eq!(order(&log), ["poststart"]);
+        assert_eq!(ctx.rt.status(&id), "running");
+        ctx.rt.delete_force(&id).ok();
+    } else {
+        ctx.rt.create(&id, &b, &[]).fails();
+        assert!(
+            order(&log).is_empty(),
+            "runc ran the hook after the failing one"
+        );
+        ctx.assert_no_leaks(&id);
+    }
+}
+
+/// A hook whose config has no `env` gets what runc gives it (Go's exec.Cmd with a nil Env): the runtime's own
+/// environment for the hooks the runtime runs, the container process's (process.env, and HOME before
+/// startContainer) for those run in the container. `"env": []` is an empty environment.
+#[test]
+fn hooks_without_env_inherit_as_in_runc() {
+    let Some(ctx) = Ctx::new() else { return };
+    let log = ctx.tempdir();
+    let log_s = log.display().to_string();
+    let mut b = ctx.bundle();
+    std::fs::create_dir_all(b.rootfs().join("hooklog")).ok();
+    b.mount(
+        json!({"destination": "/hooklog", "type": "bind", "source": log_s, "options": ["bind"]}),
+    );
+    b.env("CARTE_TEST_PROCESS_ENV=yes");
+    let dump = |dir: &str, name: &str| json!({"path": "/bin/sh", "args": ["sh", "-c", format!("env > {dir}/{name}.env")]});
+    b.hook("createRuntime", dump(&log_s, "createRuntime"));
+    let mut empty = dump(&log_s, "empty");
+    empty["env"] = json!([]);
+    b.hook("prestart", empty);
+    b.hook("startContainer", dump("/hooklog", "startContainer"));
+    b.args(&["true"]);
+    let id = ctx.id("hookenv");
+    ctx.rt.create(&id, &b, &[]).ok();
+    ctx.rt.start(&id).ok();
+    ctx.rt.wait_status(&id, "stopped");
+    let env = |name: &str| -> Vec<String> {
+        std::fs::read_to_string(log.join(format!("{name}.env")))
+            .unwrap_or_else(|e| panic!("{name} hook wrote no env: {e}"))
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    let our_path = format!("PATH={}", std::env::var("PATH").unwrap_or_default());
+    let runtime_side = env("createRuntime");
+    assert!(runtime_side.contains(&our_path), "{runtime_side:?}");
+    assert!(!runtime_side
+        .iter()
+        .any(|l| l.starts_with("CARTE_TEST_PROCESS_ENV=")));
+    // dash adds PWD by itself; nothing else.
+    let empty = env("empty");
+    assert!(empty.iter().all(|l| l.starts_with("PWD=")), "{empty:?}");
+    let inside = env("startContainer");
+    for want in ["CARTE_TEST_PROCESS_ENV=yes", "TERM=xterm", "HOME=/root"] {
+        assert!(
+            inside.iter().any(|l| l == want),
+            "{want} missing: {inside:?}"
+        );
+    }
+    ctx.rt.delete(&id).ok();
+}

@@ -6,7 +6,8 @@
 //!  carte exec (parent)                      exec'd process (child)
 //!  setns(pid, time) for children
 //!  clone ─────────────────────────────────▶ PDEATHSIG, non-dumpable, wait
-//!  cgroup: join the container's
+//!  cgroup: join the container's (and
+//!  the --cgroup sub-cgroups)
 //!  Go ────────────────────────────────────▶ setns user, others, mount last; setsid;
 //!                                           console, rlimits, caps, user, cwd;
 //!                                           clear PDEATHSIG (detached); seccomp
@@ -30,6 +31,8 @@ pub struct ExecOpts<'a> {
     pub console: Option<crate::tty::Console<'a>>,
     pub preserve_fds: u32,
     pub detach: bool,
+    /// `exec --cgroup`: sub-cgroup directories (resolved, checked) to move the process into.
+    pub sub_cgroups: Vec<std::path::PathBuf>,
 }
 
 struct NsFd {
@@ -129,6 +132,15 @@ pub fn spawn(st: &State, spec: &Spec, plan: &ProcPlan, o: &ExecOpts) -> Result<S
             drop(console);
             let mgr = crate::cgroups::manager(&st.cgroup_path, st.systemd_cgroup, &st.id)?;
             crate::cgroups::join_and_apply(&mgr, &st.cgroup_path, pid, None)?;
+            if let Err(e) = crate::subcgroup::join(&o.sub_cgroups, pid) {
+                // Still waiting for Go: it never ran anything of the caller's.
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::SIGKILL,
+                );
+                let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+                return Err(e);
+            }
             parent.send(&Msg::Go(Box::new(st.clone())))?;
             match parent.recv()? {
                 Some(Msg::Ready) => Ok(Spawned {

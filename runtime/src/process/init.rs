@@ -114,10 +114,11 @@ fn story(
         chan.expect(Msg::HooksDone)?;
     }
     let hooks = a.spec.hooks().as_ref();
-    crate::hooks::run_all(
+    crate::hooks::run_all_inheriting(
         "createContainer",
         hooks.and_then(|h| h.create_container().as_ref()),
         &state.oci_json(Status::Creating),
+        crate::hooks::Inherit::Process(&plan.proc.envp),
     )?;
     rootfs::enter(a.spec, a.rootfs, a.no_pivot)?;
     // Sysctls before /proc/sys becomes read-only.
@@ -142,10 +143,11 @@ fn story(
     // Kept open (close-on-exec) until execve: `start` waits for it to close before it runs the
     // poststart hooks, so they always come after the startContainer hooks and the exec.
     let _started = wait_for_start(&a.fifo)?;
-    crate::hooks::run_all(
+    crate::hooks::run_all_inheriting(
         "startContainer",
         hooks.and_then(|h| h.start_container().as_ref()),
         &state.oci_json(Status::Created),
+        crate::hooks::Inherit::Process(&envp),
     )?;
     prepare_exec(a)?;
     Ok(sys::execve(&exe, &plan.proc.argv, &envp))

@@ -221,12 +221,14 @@ fn spawn(
         .as_ref()
         .map(crate::tty::proxy::receive_master)
         .transpose()?;
-    if let Some(p) = &st.pid_file {
-        state::write_atomic(p, pid.to_string().as_bytes())?;
-    }
     dir.save(st)?;
     parent.send(&Msg::Commit)?;
     parent.expect(Msg::Committed)?;
+    // Last, as runc does: nothing can fail after it, so a failed create never leaves a pid file
+    // (which delete no longer removes).
+    if let Some(p) = &st.pid_file {
+        state::write_atomic(p, pid.to_string().as_bytes())?;
+    }
     log::debug!("container {} created", st.id);
     Ok(master)
 }

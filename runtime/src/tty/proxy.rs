@@ -118,7 +118,7 @@ impl Terminal {
         };
         loop {
             if r.exit.is_none() {
-                r.exit = crate::verbs::run::reap(init)?;
+                r.exit = crate::wait::reap(init)?;
             }
             if let (Some(code), false) = (r.exit, r.master_open) {
                 return Ok(code);

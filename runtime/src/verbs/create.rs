@@ -10,7 +10,8 @@ pub fn opts<'a>(cli: &'a Cli, a: &'a CreateArgs) -> CreateOpts<'a> {
         id: &a.id,
         bundle: &a.bundle,
         console: a.console_socket.as_deref().map(crate::tty::Console::Socket),
-        pid_file: a.pid_file.as_deref(),
+        // runc treats `--pid-file ""` as no pid file.
+        pid_file: a.pid_file.as_deref().filter(|p| !p.as_os_str().is_empty()),
         no_pivot: a.no_pivot,
         preserve_fds: a.preserve_fds,
         systemd: cli.systemd_cgroup,

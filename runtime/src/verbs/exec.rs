@@ -37,6 +37,10 @@ pub fn run(cli: &Cli, a: &ExecArgs) -> Result<i32> {
     })?;
     let process = process_for(&spec, a)?;
     let mut pplan = plan::build_process(&process, spec.linux().as_ref())?;
+    let sub_cgroups = match crate::subcgroup::parse(&a.cgroup)? {
+        Some(req) => crate::subcgroup::resolve(&req, &st.cgroup_path, st.systemd_cgroup)?,
+        None => vec![],
+    };
     // Without a socket, a foreground exec relays the terminal itself (`tty::proxy`).
     let console = match (a.console_socket.as_deref(), a.detach) {
         (Some(p), _) => Some(Console::Socket(p)),
@@ -52,6 +56,7 @@ pub fn run(cli: &Cli, a: &ExecArgs) -> Result<i32> {
         console,
         preserve_fds: a.preserve_fds,
         detach: a.detach,
+        sub_cgroups,
     };
     // A paused container's freezer stops the new process as soon as it joins the cgroup, so the
     // spawn cannot finish before a `resume`, which needs this lock: holding it would deadlock the
@@ -63,7 +68,7 @@ pub fn run(cli: &Cli, a: &ExecArgs) -> Result<i32> {
     let term = spawned.master.map(Terminal::attach).transpose()?;
     // The lock only guarded the spawn: others may act on the container while the process runs.
     drop(dir);
-    if let Some(p) = &a.pid_file {
+    if let Some(p) = a.pid_file.as_ref().filter(|p| !p.as_os_str().is_empty()) {
         state::write_atomic(p, pid.to_string().as_bytes())?;
     }
     if a.detach {
@@ -72,21 +77,17 @@ pub fn run(cli: &Cli, a: &ExecArgs) -> Result<i32> {
     }
     match &term {
         Some(t) => t.relay(pid, &sigs),
-        None => super::run::wait_forwarding(pid, &sigs),
+        None => crate::wait::wait_forwarding(pid, &sigs),
     }
 }
 
 /// runc's rules: `--process` replaces everything; otherwise the container's process is the
-/// template, with the command line's args, cwd, env (appended), user, groups, caps, tty, NNP.
+/// template, with the command line's args, cwd, env (set), user, groups, caps, tty, NNP, AppArmor
+/// profile and SELinux label.
 fn process_for(spec: &oci_spec::runtime::Spec, a: &ExecArgs) -> Result<Process> {
     if let Some(p) = &a.process {
         let raw = std::fs::read(p).ctx("read", p.display())?;
-        let de = &mut serde_json::Deserializer::from_slice(&raw);
-        return serde_path_to_error::deserialize(de).map_err(|e| Error::InvalidSpec {
-            file: p.display().to_string(),
-            field: e.path().to_string(),
-            reason: e.into_inner().to_string(),
-        });
+        return crate::bundle::parse_process(&raw, &p.display().to_string());
     }
     if a.command.is_empty() {
         return Err(Error::Usage(
@@ -99,8 +100,11 @@ fn process_for(spec: &oci_spec::runtime::Spec, a: &ExecArgs) -> Result<Process> 
         p.set_cwd(cwd.clone());
     }
     let mut env = p.env().clone().unwrap_or_default();
-    env.extend(a.env.iter().cloned());
+    for kv in &a.env {
+        set_env(&mut env, kv);
+    }
     p.set_env(Some(env));
+    labels(&mut p, a)?;
     p.set_terminal(Some(a.tty));
     if a.no_new_privs {
         p.set_no_new_privileges(Some(true));
@@ -123,9 +127,13 @@ fn process_for(spec: &oci_spec::runtime::Spec, a: &ExecArgs) -> Result<Process> 
             } else {
                 format!("CAP_{}", c.to_ascii_uppercase())
             };
-            let cap: Capability =
-                serde_json::from_value(serde_json::Value::String(name.clone()))
-                    .map_err(|_| Error::Usage(format!("exec --cap: unknown capability {c:?}")))?;
+            // Unknown names are warnings, as in config.json (runc: "ignoring unknown or
+            // unavailable capabilities").
+            let Ok(cap) = serde_json::from_value::<Capability>(serde_json::Value::String(name))
+            else {
+                log::warn!("exec --cap: unknown capability {c:?} ignored");
+                continue;
+            };
             // Never inheritable (CVE-2022-29162): bounding, effective and permitted only.
             let mut b = caps.bounding().clone().unwrap_or_default();
             b.insert(cap);
@@ -140,6 +148,51 @@ fn process_for(spec: &oci_spec::runtime::Spec, a: &ExecArgs) -> Result<Process> 
         p.set_capabilities(Some(caps));
     }
     Ok(p)
+}
+
+/// `NAME=value` replaces the value of an existing NAME in place (runc's init loads the list with
+/// setenv, so the last value wins), or is appended. Merely appending left two entries, and the
+/// process's getenv saw the first, the old one.
+fn set_env(env: &mut Vec<String>, kv: &str) {
+    let name = |e: &str| e.split_once('=').map_or(e, |(k, _)| k).to_string();
+    let key = name(kv);
+    match env.iter().position(|e| name(e) == key) {
+        Some(i) => {
+            env[i] = kv.to_string();
+            // Later duplicates (the config's own) go too: the first entry, now ours, stays.
+            let mut first = true;
+            env.retain(|e| {
+                if name(e) != key {
+                    return true;
+                }
+                std::mem::replace(&mut first, false)
+            });
+        }
+        None => env.push(kv.to_string()),
+    }
+}
+
+/// `--apparmor` and `--process-label` on the process; refused, naming the flag, where the host
+/// lacks the module (as create refuses the config fields: running unconfined would drop a
+/// protection the caller asked for).
+fn labels(p: &mut Process, a: &ExecArgs) -> Result<()> {
+    if let Some(profile) = a.apparmor.as_deref().filter(|s| !s.is_empty()) {
+        if !crate::lsm::apparmor_enabled() {
+            return Err(Error::Usage(format!(
+                "exec --apparmor {profile:?}: AppArmor is not enabled on this host"
+            )));
+        }
+        p.set_apparmor_profile(Some(profile.to_string()));
+    }
+    if let Some(label) = a.process_label.as_deref().filter(|s| !s.is_empty()) {
+        if !crate::lsm::selinux_enabled() {
+            return Err(Error::Usage(format!(
+                "exec --process-label {label:?}: SELinux is not enabled on this host"
+            )));
+        }
+        p.set_selinux_label(Some(label.to_string()));
+    }
+    Ok(())
 }
 
 /// `uid` or `uid:gid`, numbers only (strict, unlike the parsing bug of crun CVE-2026-30892).
@@ -164,6 +217,20 @@ fn parse_user(u: &str) -> Result<(u32, u32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn env_flags_replace() {
+        let mut env = vec![
+            "PATH=/bin".to_string(),
+            "A=1".into(),
+            "B".into(),
+            "A=2".into(),
+        ];
+        set_env(&mut env, "A=3");
+        set_env(&mut env, "C=4");
+        set_env(&mut env, "B=5");
+        assert_eq!(env, ["PATH=/bin", "A=3", "B=5", "C=4"]);
+    }
 
     #[test]
     fn user_parsing_is_strict() {

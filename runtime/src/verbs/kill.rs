@@ -1,5 +1,6 @@
 //! `carte kill`: a signal to the init (through a pidfd, so never to a recycled pid), or with
-//! `--all` to every process of the container's cgroup.
+//! `--all` to every process of the container's cgroup. Signal 0 is the liveness probe, as for
+//! runc: success while the init lives, an error once the container is stopped.
 
 use crate::cli::{Cli, KillArgs};
 use crate::error::{Context, Error, Result};
@@ -12,10 +13,14 @@ pub fn run(cli: &Cli, a: &KillArgs) -> Result<i32> {
     let status = state::status(&dir.path, &st);
     if a.all {
         for pid in crate::cgroups::pids(&st.cgroup_path) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::try_from(sig).ok(),
-            );
+            // Through a pidfd: nix's `kill` takes only the signals of its enum, and sent signal 0
+            // (nothing) for real-time ones. A process that exited meanwhile is not an error
+            // (runc logs and goes on).
+            let sent =
+                crate::sys::pidfd_open(pid).and_then(|fd| crate::sys::pidfd_send_signal(&fd, sig));
+            if let Err(e) = sent {
+                log::debug!("signal {sig} to pid {pid}: {e}");
+            }
         }
         // A frozen process cannot act on the signal: let SIGKILL through as runc does.
         if status == Status::Paused && sig == libc::SIGKILL {

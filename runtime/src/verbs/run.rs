@@ -9,9 +9,6 @@ use crate::error::{Error, Result};
 use crate::process;
 use crate::state::ContainerDir;
 use crate::tty::{proxy::Terminal, Console};
-use nix::sys::signal::Signal;
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::Pid;
 
 pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
     let sigs = crate::signals::forwarded();
@@ -48,7 +45,7 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
     drop(c.dir);
     let code = match &term {
         Some(t) => t.relay(pid, &sigs)?,
-        None => wait_forwarding(pid, &sigs)?,
+        None => crate::wait::wait_forwarding(pid, &sigs)?,
     };
     // Our terminal back to how it was before anything else is printed.
     drop(term);
@@ -64,39 +61,4 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
         }
     }
     Ok(code)
-}
-
-/// Wait for `init` (our child) to exit, forwarding the signals in `sigs` to it; its exit status,
-/// or 128 + the signal that killed it.
-pub fn wait_forwarding(init: i32, sigs: &nix::sys::signal::SigSet) -> Result<i32> {
-    loop {
-        // Reap first: the child may have exited before we got here.
-        if let Some(code) = reap(init)? {
-            return Ok(code);
-        }
-        let sig = sigs
-            .wait()
-            .map_err(|e| Error::sys("sigwait", "forwarded signals", e))?;
-        if sig != Signal::SIGCHLD {
-            log::debug!("forward {sig} to pid {init}");
-            let _ = nix::sys::signal::kill(Pid::from_raw(init), sig);
-        }
-    }
-}
-
-/// Reap every exited child without blocking (others are orphans we adopted as subreaper); the
-/// exit status of `init` if it was among them, or 128 + the signal that killed it.
-pub fn reap(init: i32) -> Result<Option<i32>> {
-    loop {
-        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(p, c)) if p.as_raw() == init => return Ok(Some(c)),
-            Ok(WaitStatus::Signaled(p, s, _)) if p.as_raw() == init => {
-                return Ok(Some(128 + s as i32))
-            }
-            Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::ECHILD) => return Ok(None),
-            Ok(_) => continue,
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(Error::sys("waitpid", init, e)),
-        }
-    }
 }

@@ -26,7 +26,8 @@ const KILL_WAIT: Duration = Duration::from_secs(10);
 /// The signal to stop with: the annotation when it names a signal, else SIGTERM.
 pub fn stop_signal(annotations: &std::collections::BTreeMap<String, String>) -> (i32, String) {
     match annotations.get(STOP_SIGNAL_ANNOTATION) {
-        Some(s) => match crate::signals::parse(s) {
+        // Signal 0 (kill's liveness probe) stops nothing: it falls back to SIGTERM too.
+        Some(s) => match crate::signals::parse(s).and_then(crate::signals::nonzero) {
             Ok(n) => (n, signal_name(n)),
             Err(e) => {
                 log::warn!("annotation {STOP_SIGNAL_ANNOTATION}: {e}; using SIGTERM");
