@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The project's test command (`make test`, and `.ci/run`): install what the tests need, build the
 # release binaries and the static probe, run every cargo test (unit + integration, as root), then
-# the conformance suite against carte. Ends with one summary line:
-# `all: N passed, N failed, N skipped, N allowed to fail`.
+# the integration suite again against runc (tests/runc-parity.sh: every behaviour test must hold for the
+# reference too, or name why runc fails it), the conformance suite against carte, and checks that no test
+# changed a host sysctl. Ends with one summary line:
+# `all: N passed, N failed, N skipped, N allowed to fail` (allowed: the documented conformance case and the
+# failures runc is known for in tests/runc-known.txt).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -15,11 +18,15 @@ cargo build --release --workspace --bins 2>&1 | tail -n 3 || exit 1
 RUSTFLAGS="-C target-feature=+crt-static" cargo build --release -q -p carte-conformance --bin carte-probe \
     --target "$(rustc -vV | sed -n 's/^host: //p')" || exit 1
 "$root/tests/images.sh" target/images || exit 1
+"$root/tests/host-sysctls.sh" save "$log/sysctls-before.txt" || exit 1
 
 echo "== cargo test (unit and integration, release profile)"
 # --lib --bins --tests: no doc tests (there are none; their empty summaries would only add noise).
 cargo test --release --workspace --no-fail-fast --lib --bins --tests 2>&1 | tee "$log/cargo-test.log"
 cargo_rc=${PIPESTATUS[0]}
+
+echo "== integration tests against runc (the reference)"
+tests/runc-parity.sh "$log/runc.log" 2>&1 | tee "$log/runc-summary.log"
 
 echo "== conformance (carte)"
 # lifecycle.delete.created: runtime.md says deleting a created (not stopped) container is an error;
@@ -29,6 +36,8 @@ target/release/carte-conformance --runtime target/release/carte --allow-fail lif
     tee "$log/conformance.log"
 conf_rc=${PIPESTATUS[0]}
 
+"$root/tests/host-sysctls.sh" check "$log/sysctls-before.txt" 2>&1 | tee "$log/sysctls.log"
+
 # One closing line over everything that ran, with the CI steps (`.ci/run`: demo, lint) when given.
 steps=${CARTE_CI_STEPS:-}
 [ -n "$steps" ] && [ -f "$steps" ] || steps=/dev/null
@@ -36,8 +45,12 @@ awk '
   /^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
   /^carte: [0-9]+ passed, [0-9]+ failed/ { p += $2; f += $4; s += $6 }
   /failure allowed \(--allow-fail\)/ { a++ }
+  /^runc: [0-9]+ passed, [0-9]+ failed, [0-9]+ known/ { p += $2; f += $4; k += $6 }
+  /^host sysctls unchanged/ { p++ }
+  /^host sysctls changed/ { f++ }
   /^ci step [a-z]+: passed$/ { p++ }
   /^ci step [a-z]+: failed$/ { f++ }
-  END { printf "all: %d passed, %d failed, %d skipped, %d allowed to fail\n", p, f - a, s, a }
-' "$log/cargo-test.log" "$log/conformance.log" "$steps"
-[ "$cargo_rc" -eq 0 ] && [ "$conf_rc" -eq 0 ]
+  END { printf "all: %d passed, %d failed, %d skipped, %d allowed to fail\n", p, f - a, s, a + k }
+' "$log/cargo-test.log" "$log/runc-summary.log" "$log/conformance.log" "$log/sysctls.log" "$steps"
+[ "$cargo_rc" -eq 0 ] && [ "$conf_rc" -eq 0 ] && grep -q '^runc: [0-9]* passed, 0 failed' "$log/runc-summary.log" &&
+    grep -q '^host sysctls unchanged' "$log/sysctls.log"

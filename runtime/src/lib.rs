@@ -14,6 +14,7 @@ pub mod namespaces;
 pub mod net;
 pub mod proc_attrs;
 pub mod process;
+pub mod procfs;
 pub mod rootfs;
 pub mod seccomp;
 pub mod selfexe;

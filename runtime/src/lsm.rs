@@ -4,7 +4,7 @@
 //! for). Where the module is on, the profile or label is set "on exec": the kernel applies it at
 //! the execve of the container's process, after all of carte's setup ran unconfined.
 
-use crate::error::{Context, Error, Result};
+use crate::error::{Error, Result};
 use oci_spec::runtime::{Process, Spec};
 use std::path::Path;
 
@@ -90,27 +90,24 @@ pub fn apply_on_exec(l: &Labels) -> Result<()> {
         log::debug!("AppArmor profile {profile} on exec");
         // The per-LSM file (Linux 5.8+) first; the shared one is AppArmor's on older kernels.
         let value = format!("exec {profile}");
-        write_attr("/proc/thread-self/attr/apparmor/exec", &value)
-            .or_else(|_| write_attr("/proc/thread-self/attr/exec", &value))?;
+        write_attr("attr/apparmor/exec", &value).or_else(|_| write_attr("attr/exec", &value))?;
     }
     if let Some(label) = &l.selinux {
         log::debug!("SELinux label {label} on exec");
-        write_attr("/proc/thread-self/attr/exec", label)?;
+        write_attr("attr/exec", label)?;
     }
     Ok(())
 }
 
-/// Write a procfs attribute file, after checking the opened file really is on procfs: the
-/// container's /proc could be a fake that redirects the write (CVE-2019-16884).
-fn write_attr(path: &str, value: &str) -> Result<()> {
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(path)
-        .ctx("open", path)?;
-    crate::proc_attrs::check_procfs(&f, Path::new(path))?;
-    nix::unistd::write(&f, value.as_bytes())
-        .ctx("write", path)
-        .map(drop)
+/// Write our own `attr/*` file through a private procfs (`procfs`): the container's /proc could
+/// be a fake, or have another procfs file mounted over the attribute (CVE-2019-16884,
+/// CVE-2025-52881).
+fn write_attr(sub: &str, value: &str) -> Result<()> {
+    crate::procfs::write(
+        crate::procfs::Base::ThreadSelf,
+        Path::new(sub),
+        value.as_bytes(),
+    )
 }
 
 #[cfg(test)]

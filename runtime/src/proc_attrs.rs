@@ -1,5 +1,5 @@
 //! Per-process attributes the init applies to itself: rlimits, user and groups, umask, hostname
-//! and domain name, sysctls (through a procfs checked to be procfs), and the executable lookup.
+//! and domain name, sysctls (through a private procfs), and the executable lookup.
 
 use crate::error::{Context, Error, Result};
 use oci_spec::runtime::PosixRlimitType;
@@ -88,38 +88,18 @@ pub fn set_hostname(hostname: Option<&str>, domainname: Option<&str>) -> Result<
     Ok(())
 }
 
-const PROC_SUPER_MAGIC: i64 = 0x9fa0;
-
-/// Write `/proc/sys/<key>` — only after checking the open file lives on a real procfs, so an
-/// image cannot redirect the write through a fake /proc (CVE-2019-16884 class). The key was
-/// parsed and checked against the container's namespaces by `sysctl::plan`.
+/// Write `/proc/sys/<key>` through a private procfs (`procfs`), never the container's `/proc`: an
+/// image or a racing container could have made it a fake, or mounted another procfs file over the
+/// sysctl (CVE-2019-16884, CVE-2025-52881). The key was parsed and checked against the
+/// container's namespaces by `sysctl::plan`; the value reaches the namespaces we are in.
 pub fn write_sysctl(key: &crate::sysctl::Key, value: &str) -> Result<()> {
-    let path = PathBuf::from("/proc/sys").join(&key.path);
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&path)
-        .ctx("open sysctl", path.display())?;
-    check_procfs(&f, &path)?;
     log::debug!("sysctl {} = {value}", key.name);
-    nix::unistd::write(&f, value.as_bytes())
-        .ctx("write sysctl", path.display())
-        .map(drop)
+    crate::procfs::write(
+        crate::procfs::Base::Root,
+        &Path::new("sys").join(&key.path),
+        value.as_bytes(),
+    )
 }
-
-/// Refuse a file that is not on a real procfs (a container's /proc can be anything).
-pub fn check_procfs(f: &std::fs::File, path: &Path) -> Result<()> {
-    let fs = nix::sys::statfs::fstatfs(f).ctx("statfs", path.display())?;
-    if fs.filesystem_type().0 as i64 != PROC_SUPER_MAGIC {
-        return Err(Error::Other(format!(
-            "{} is not on procfs: refusing to write",
-            path.display()
-        )));
-    }
-    Ok(())
-}
-
-use std::os::unix::fs::OpenOptionsExt;
 
 /// Resolve `args[0]` like execvp would, against the process's own PATH, inside the container:
 /// a missing or non-executable program is a create-time error, not a silent exit 127.

@@ -8,6 +8,7 @@ pub mod devices;
 pub mod mount;
 pub mod paths;
 pub mod pivot;
+pub mod proc_guard;
 pub mod safe_path;
 
 use crate::error::{Context, Error, Result};

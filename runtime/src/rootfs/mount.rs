@@ -142,9 +142,16 @@ pub fn mount_one(
     if typ == "cgroup" || typ == "cgroup2" {
         return super::cgroupfs::mount_cgroupfs(rootfd, hierarchies, dest, &o);
     }
+    if typ == "proc" || typ == "sysfs" {
+        super::proc_guard::ordinary_directory(rootfd, dest, typ)?;
+    }
     // A bind of a file needs a file as its mount point; everything else a directory.
     let file = is_bind && source.as_ref().map(|s| !s.is_dir()).unwrap_or(false);
     let target = safe_path::ensure_in_root(rootfd, dest, file, dest)?;
+    if is_bind || !matches!(typ, "proc" | "sysfs" | "tmpfs" | "mqueue") {
+        let src = source.as_deref().filter(|_| is_bind);
+        super::proc_guard::not_over_proc(rootfd, &target, dest, typ, src)?;
+    }
     let tpath = safe_path::fd_path(&target);
     let data = o.data.join(",");
     let data_opt = if data.is_empty() {

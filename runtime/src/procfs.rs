@@ -1,0 +1,58 @@
+//! Every file the runtime writes under `/proc` from inside a container (sysctls, its own
+//! `attr/*` labels) is opened here, through a procfs the container cannot reach.
+//!
+//! The container's `/proc` is the image's and the config's to shape: a symlink, a bind mount of
+//! another procfs file over `/proc/sys/kernel/domainname`, or a racing container with a shared
+//! mount doing the same mid-create. Checking that the opened file is on procfs is not enough: the
+//! redirected write can land on a real procfs file such as `/proc/sysrq-trigger` or
+//! `/proc/sys/kernel/core_pattern` (runc's advisories of November 2025, CVE-2025-52881). So we
+//! open a private procfs instance (`fsopen("proc")`, else a detached `open_tree` copy, each
+//! checked to be a procfs root) and resolve the file inside it with `openat2` refusing symlinks,
+//! magic links and mount crossings. libpathrs's `ProcfsHandle` does exactly this (runc uses the
+//! same code), so we use it rather than keep our own.
+
+use crate::error::{Error, Result};
+use pathrs::flags::OpenFlags;
+use pathrs::procfs::{ProcfsBase, ProcfsHandle, ProcfsHandleBuilder};
+use std::io::Write;
+use std::path::Path;
+
+/// Where under `/proc` a path starts.
+#[derive(Debug, Clone, Copy)]
+pub enum Base {
+    /// `/proc` itself (`sys/kernel/…`): needs an unmasked, fresh instance.
+    Root,
+    /// `/proc/thread-self` (the runtime is single-threaded until exec: the same as `self`).
+    ThreadSelf,
+}
+
+/// Write `data` to `/proc/<base>/<sub>` in one `write(2)`.
+pub fn write(base: Base, sub: &Path, data: &[u8]) -> Result<()> {
+    let shown = shown(base, sub);
+    let (handle, base) = match base {
+        Base::Root => (
+            ProcfsHandleBuilder::new().unmasked().build(),
+            ProcfsBase::ProcRoot,
+        ),
+        Base::ThreadSelf => (ProcfsHandle::new(), ProcfsBase::ProcThreadSelf),
+    };
+    let handle = handle.map_err(|e| Error::Other(format!("open a private procfs: {e}")))?;
+    let mut f = handle
+        .open(base, sub, OpenFlags::O_WRONLY | OpenFlags::O_CLOEXEC)
+        .map_err(|e| Error::Other(format!("open `{shown}` in a private procfs: {e}")))?;
+    // One write: procfs files take the value from a single write call.
+    let n = f
+        .write(data)
+        .map_err(|e| Error::io("write", Path::new(&shown), e))?;
+    if n != data.len() {
+        return Err(Error::Other(format!("write `{shown}`: short write")));
+    }
+    Ok(())
+}
+
+fn shown(base: Base, sub: &Path) -> String {
+    match base {
+        Base::Root => format!("/proc/{}", sub.display()),
+        Base::ThreadSelf => format!("/proc/thread-self/{}", sub.display()),
+    }
+}
