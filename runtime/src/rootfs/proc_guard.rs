@@ -28,8 +28,6 @@ const LXCFS_FILES: &[&str] = &[
     "sys/kernel/ns_last_pid",
 ];
 
-const PROC_SUPER_MAGIC: i64 = 0x9fa0;
-
 /// Before a `proc` or `sysfs` mount: its destination, if it exists, must be a directory, not a
 /// symlink (the last component is not followed) or a file.
 pub fn ordinary_directory(root: BorrowedFd, dest: &Path, typ: &str) -> Result<()> {
@@ -80,7 +78,7 @@ pub fn not_over_proc(
         let is_proc = match source {
             None => typ == "proc",
             Some(s) => nix::sys::statfs::statfs(s)
-                .map(|f| f.filesystem_type().0 as i64 == PROC_SUPER_MAGIC)
+                .map(|f| f.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC)
                 .map_err(|e| Error::sys("statfs", s.display(), e))?,
         };
         return if is_proc {
