@@ -3,8 +3,11 @@
 //!
 //! Modes:
 //! - `carte-probe report [OP:PATH ...]` — identity, credentials, capabilities, limits, namespaces, mounts, fds,
-//!   plus the result of each requested operation (`read`, `write`, `touch`, `mkdir`, `stat`, `ls`).
-//! - `carte-probe hook LOG NAME` — as an OCI hook: append `{hook, argv, env, state}` to LOG (one line).
+//!   plus the result of each requested operation (`read`, `write`, `touch`, `mkdir`, `stat`, `ls`, `open`,
+//!   `openonly`, `exec`).
+//! - `carte-probe hook LOG NAME` — as an OCI hook: append `{hook, argv, env, state, …}` to LOG (one line), with
+//!   what the hook can see of the state's pid (alive, command line, root, mounts) and of the processes whose
+//!   command line holds `$CARTE_WATCH`, for timing checks.
 //! - `carte-probe sleep SECS` / `carte-probe exit CODE` — helpers for hook timeout and failure cases.
 
 use serde_json::{json, Map, Value};
@@ -58,6 +61,9 @@ fn hook(args: &[String]) -> Result<(), String> {
         "state": state,
         "pidns": std::fs::read_link("/proc/self/ns/pid").map(|p| p.display().to_string()).ok(),
         "mntns": std::fs::read_link("/proc/self/ns/mnt").map(|p| p.display().to_string()).ok(),
+        "self": {"root": link("/proc/self/root"), "mounts": mount_targets("/proc/self/mountinfo")},
+        "target": target_view(&state),
+        "watch": std::env::var("CARTE_WATCH").ok().map(|w| processes_with(&w)),
     });
     let mut file = std::fs::OpenOptions::new()
         .append(true)
@@ -70,6 +76,69 @@ fn hook(args: &[String]) -> Result<(), String> {
         return Err(format!("hook `{name}` fails on purpose"));
     }
     Ok(())
+}
+
+fn link(path: &str) -> Option<String> {
+    std::fs::read_link(path)
+        .map(|p| p.display().to_string())
+        .ok()
+}
+
+/// The mount points listed in a mountinfo file (field 5).
+fn mount_targets(path: &str) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(unescape))
+        .collect()
+}
+
+/// What this hook sees of the process named by `state.pid`: whether it lives (not a zombie), its command line,
+/// its root and its mounts. Lets the harness tell "before pivot_root" from "after" and "after exec" from "before".
+fn target_view(state: &Value) -> Value {
+    let Some(pid) = state["pid"].as_i64().filter(|p| *p > 0) else {
+        return Value::Null;
+    };
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let alive = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .is_some_and(|s| s != "Z" && s != "X");
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| {
+            b.split(|c| *c == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    json!({
+        "alive": alive,
+        "cmdline": cmdline,
+        "root": link(&format!("/proc/{pid}/root")),
+        "mounts": mount_targets(&format!("/proc/{pid}/mountinfo")),
+    })
+}
+
+/// Live (not zombie) processes whose command line contains `token`: lets a hook that gets no pid (poststop)
+/// tell whether the container's process still exists.
+fn processes_with(token: &str) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let me = std::process::id();
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != me)
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let live = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .is_some_and(|s| s != "Z" && s != "X");
+            live && String::from_utf8_lossy(&cmdline).contains(token)
+        })
+        .collect()
 }
 
 fn report(ops: &[String]) -> Result<(), String> {
@@ -361,10 +430,65 @@ fn run_op(op: &str) -> Value {
                     .map(|p| p.display().to_string())
                     .ok();
                 json!({"ok": true, "type": kind, "mode": m.mode() & 0o7777, "uid": m.uid(), "gid": m.gid(),
-                       "major": libc::major(rdev), "minor": libc::minor(rdev), "link": link})
+                       "major": libc::major(rdev), "minor": libc::minor(rdev), "link": link,
+                       "dev": m.dev(), "ino": m.ino()})
+            }
+            Err(e) => errno_of(&e),
+        },
+        "open" => open_op(path),
+        // Open read-write and close: for devices whose read blocks (a pty master).
+        "openonly" => match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+        {
+            Ok(_) => json!({"ok": true}),
+            Err(e) => errno_of(&e),
+        },
+        "exec" => match std::process::Command::new(path).status() {
+            Ok(st) => {
+                json!({"ok": true, "code": st.code(), "signal": std::os::unix::process::ExitStatusExt::signal(&st)})
             }
             Err(e) => errno_of(&e),
         },
         _ => json!({"ok": false, "error": format!("unknown operation `{kind}`")}),
     }
+}
+
+/// `open:PATH`: open read-write (read-only if that is refused with EACCES/EROFS/EISDIR), read up to 16 bytes and,
+/// when writable, write one byte: device nodes report what the kernel and the device cgroup allow.
+fn open_op(path: &str) -> Value {
+    let rw = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path);
+    let (mut file, writable) = match rw {
+        Ok(f) => (f, true),
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EACCES | libc::EROFS | libc::EISDIR)
+            ) =>
+        {
+            match std::fs::File::open(path) {
+                Ok(f) => (f, false),
+                Err(e) => return errno_of(&e),
+            }
+        }
+        Err(e) => return errno_of(&e),
+    };
+    let mut buf = [0u8; 16];
+    let read = match file.read(&mut buf) {
+        Ok(n) => json!({"ok": true, "bytes": buf[..n].to_vec()}),
+        Err(e) => errno_of(&e),
+    };
+    let write = if writable {
+        match file.write(b"x") {
+            Ok(n) => json!({"ok": true, "n": n}),
+            Err(e) => errno_of(&e),
+        }
+    } else {
+        Value::Null
+    };
+    json!({"ok": true, "writable": writable, "read": read, "write": write})
 }

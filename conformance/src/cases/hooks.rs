@@ -25,7 +25,7 @@ pub fn cases() -> Vec<Case> {
 }
 
 /// A hook that records itself into `log` (a host path unless `inside`) and fails when `name` ends in `-fail`.
-fn hook(ctx: &Ctx, log: &str, name: &str, inside: bool) -> Value {
+pub(super) fn hook(ctx: &Ctx, log: &str, name: &str, inside: bool) -> Value {
     let path = if inside {
         PROBE.to_string()
     } else {
@@ -35,7 +35,7 @@ fn hook(ctx: &Ctx, log: &str, name: &str, inside: bool) -> Value {
 }
 
 /// Config whose six hooks all append to `<rootfs>/hooks.log`; `fail` names a hook kind that must fail.
-fn hooked(ctx: &Ctx, b: &Bundle, script: &str, fail: Option<&str>) -> Value {
+pub(super) fn hooked(ctx: &Ctx, b: &Bundle, script: &str, fail: Option<&str>) -> Value {
     let host_log = b.rootfs.join("hooks.log").display().to_string();
     let mut config = sh_config(script);
     let name = |kind: &str| {
@@ -67,7 +67,7 @@ fn hooked(ctx: &Ctx, b: &Bundle, script: &str, fail: Option<&str>) -> Value {
     config
 }
 
-fn entries(b: &Bundle) -> Vec<Value> {
+pub(super) fn entries(b: &Bundle) -> Vec<Value> {
     std::fs::read_to_string(b.rootfs.join("hooks.log"))
         .unwrap_or_default()
         .lines()
@@ -75,7 +75,7 @@ fn entries(b: &Bundle) -> Vec<Value> {
         .collect()
 }
 
-fn names(b: &Bundle) -> Vec<String> {
+pub(super) fn names(b: &Bundle) -> Vec<String> {
     entries(b)
         .iter()
         .filter_map(|e| e["hook"].as_str().map(str::to_string))
@@ -83,13 +83,13 @@ fn names(b: &Bundle) -> Vec<String> {
 }
 
 /// A bundle whose config.json is written by `make` once the bundle's paths are known.
-fn bundle_with(ctx: &Ctx, make: impl FnOnce(&Bundle) -> Value) -> Result<Bundle> {
+pub(super) fn bundle_with(ctx: &Ctx, make: impl FnOnce(&Bundle) -> Value) -> Result<Bundle> {
     let b = ctx.bundle(&json!({}))?;
     b.write_config(&make(&b))?;
     Ok(b)
 }
 
-fn wait_for(b: &Bundle, ctx: &Ctx, name: &str) -> Result<()> {
+pub(super) fn wait_for(b: &Bundle, ctx: &Ctx, name: &str) -> Result<()> {
     while !names(b).iter().any(|n| n == name) {
         ensure!(
             !ctx.past_deadline(),

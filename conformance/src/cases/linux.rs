@@ -71,13 +71,13 @@ fn ns(ctx: &Ctx, kind: &str, proc_name: &str) -> Result<Outcome> {
     Ok(Outcome::Pass)
 }
 
-fn add_ns(config: &mut Value, entry: Value) {
+pub(super) fn add_ns(config: &mut Value, entry: Value) {
     if let Some(list) = config["linux"]["namespaces"].as_array_mut() {
         list.push(entry);
     }
 }
 
-fn remove_ns(config: &mut Value, kind: &str) {
+pub(super) fn remove_ns(config: &mut Value, kind: &str) {
     if let Some(list) = config["linux"]["namespaces"].as_array_mut() {
         list.retain(|n| n["type"] != kind);
     }
@@ -386,7 +386,7 @@ fn sysctl(ctx: &Ctx) -> Result<Outcome> {
     Ok(Outcome::Pass)
 }
 
-fn seccomp_profile(rule: Value) -> Value {
+pub(super) fn seccomp_profile(rule: Value) -> Value {
     json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"], "syscalls": [rule]})
 }
 

@@ -25,7 +25,7 @@ pub fn cases() -> Vec<Case> {
 }
 
 /// Where a controller lives on this host for `pid`: the v1 hierarchy naming it, else the v2 tree if it offers it.
-fn controller_dir(pid: i32, controller: &str) -> Option<(PathBuf, bool)> {
+pub(super) fn controller_dir(pid: i32, controller: &str) -> Option<(PathBuf, bool)> {
     let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     let mounts: Vec<(String, String, String)> = mountinfo
@@ -61,7 +61,7 @@ fn controller_dir(pid: i32, controller: &str) -> Option<(PathBuf, bool)> {
 }
 
 /// Create a sleeper with `resources`, then compare each (controller, v1 file, v2 file, want) on the host.
-fn check_limits(
+pub(super) fn check_limits(
     ctx: &Ctx,
     resources: Value,
     checks: &[(&str, &str, &str, &str)],
@@ -200,7 +200,7 @@ fn cpu(ctx: &Ctx) -> Result<Outcome> {
 }
 
 /// On a pure v2 host the v1 values are converted (shares 512 → weight 20 per the runc/crun formula).
-fn is_v2_only() -> bool {
+pub(super) fn is_v2_only() -> bool {
     std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
 }
 
