@@ -25,6 +25,7 @@ pub fn parse_spec(raw: &[u8], file: &str) -> Result<Spec> {
         reason: e.to_string(),
     })?;
     drop_unknown_caps(&mut v, "/process/capabilities");
+    absolute_destinations(&mut v);
     serde_path_to_error::deserialize(v).map_err(|e| {
         let path = e.path().to_string();
         Error::InvalidSpec {
@@ -57,6 +58,24 @@ pub fn parse_process(raw: &[u8], file: &str) -> Result<oci_spec::runtime::Proces
         field: e.path().to_string(),
         reason: e.into_inner().to_string(),
     })
+}
+
+/// config.md (1.1+): a relative mount destination "MUST be interpreted as relative to `/`"
+/// (deprecated, kept for old tools): made absolute here, once, so nothing after sees one.
+fn absolute_destinations(v: &mut serde_json::Value) {
+    let Some(mounts) = v.get_mut("mounts").and_then(|m| m.as_array_mut()) else {
+        return;
+    };
+    for (i, m) in mounts.iter_mut().enumerate() {
+        if let Some(d) = m.get_mut("destination") {
+            if let Some(rel) = d.as_str().filter(|s| !s.is_empty() && !s.starts_with('/')) {
+                log::warn!(
+                    "mounts[{i}].destination {rel:?} is relative: taken as /{rel} (deprecated)"
+                );
+                *d = serde_json::Value::String(format!("/{rel}"));
+            }
+        }
+    }
 }
 
 fn drop_unknown_caps(v: &mut serde_json::Value, pointer: &str) {
@@ -145,6 +164,20 @@ mod tests {
             e.starts_with("config.json: process.args: invalid type"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn relative_destinations_are_under_root() {
+        let raw = br#"{"ociVersion":"1.0.2","mounts":[{"destination":"mnt/x","type":"tmpfs"},{"destination":"/abs","type":"tmpfs"}]}"#;
+        let s = parse_spec(raw, "config.json").unwrap();
+        let d: Vec<_> = s
+            .mounts()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|m| m.destination().clone())
+            .collect();
+        assert_eq!(d, [PathBuf::from("/mnt/x"), PathBuf::from("/abs")]);
     }
 
     #[test]
