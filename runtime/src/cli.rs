@@ -20,9 +20,12 @@ pub struct Cli {
     /// Log format: text or json
     #[arg(long = "log-format", global = true, default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
-    /// Narrate every step of container creation on the log
+    /// Narrate every step of container creation on the log, with the time since start
     #[arg(long, global = true)]
     pub debug: bool,
+    /// Write every step as a Chrome trace event to FILE (open it in Perfetto or chrome://tracing)
+    #[arg(long = "trace-file", global = true, value_name = "FILE")]
+    pub trace_file: Option<String>,
     /// Manage cgroups through systemd (cgroupsPath is slice:prefix:name)
     #[arg(long = "systemd-cgroup", global = true)]
     pub systemd_cgroup: bool,

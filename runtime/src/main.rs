@@ -18,7 +18,12 @@ fn main() {
         print!("{}", version());
         return;
     }
-    if let Err(e) = log::init(cli.log.as_deref(), cli.log_format == "json", cli.debug) {
+    if let Err(e) = log::init(
+        cli.log.as_deref(),
+        cli.log_format == "json",
+        cli.debug,
+        cli.trace_file.as_deref(),
+    ) {
         eprintln!("carte: open log {}: {e}", cli.log.as_deref().unwrap_or(""));
         std::process::exit(1);
     }

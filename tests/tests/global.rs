@@ -186,3 +186,69 @@ fn spec_rootless_adds_a_user_namespace() {
         "{text}"
     );
 }
+
+/// `--trace-file` (carte's own; runc has no such flag): every step of a `run` as a Chrome trace event, the
+/// runtime and the container's init on their own timelines, in a JSON array Perfetto opens (its closing
+/// bracket may be left off). `--debug` lines carry the time since start.
+#[test]
+fn trace_file_shows_the_steps_of_each_process() {
+    let Some(ctx) = Ctx::new() else { return };
+    if !is_carte() {
+        eprintln!("skipped: --trace-file and elapsed= are carte's own");
+        return;
+    }
+    let dir = ctx.tempdir();
+    let trace = dir.join("trace.json");
+    let log = dir.join("debug.log");
+    let mut b = ctx.bundle();
+    b.args(&["true"]);
+    b.write().expect("write config.json");
+    let id = ctx.id("trace");
+    let (t, l) = (trace.display().to_string(), log.display().to_string());
+    ctx.rt
+        .cmd(&[
+            "--debug",
+            "--log",
+            &l,
+            "--trace-file",
+            &t,
+            "run",
+            &id,
+            "--bundle",
+            b.path_str(),
+        ])
+        .ok();
+    let text = std::fs::read_to_string(&trace).expect("read trace");
+    let closed = format!("{}]", text.trim_end().trim_end_matches(','));
+    let events: Vec<Value> = serde_json::from_str(&closed).expect("trace is a JSON array");
+    let steps: Vec<&Value> = events.iter().filter(|e| e["ph"] == "i").collect();
+    let pids: std::collections::BTreeSet<i64> =
+        steps.iter().filter_map(|e| e["pid"].as_i64()).collect();
+    assert!(
+        pids.len() >= 2,
+        "the runtime and the init have their own timelines: {pids:?}"
+    );
+    let names: Vec<&str> = steps.iter().filter_map(|e| e["name"].as_str()).collect();
+    for want in ["clone the container init", "pivot_root into", "created"] {
+        assert!(
+            names.iter().any(|n| n.contains(want)),
+            "no step {want:?} in {names:?}"
+        );
+    }
+    let ts: Vec<f64> = steps.iter().filter_map(|e| e["ts"].as_f64()).collect();
+    assert_eq!(ts.len(), steps.len(), "every step has a timestamp");
+    let named = events
+        .iter()
+        .filter(|e| e["name"] == "process_name")
+        .count();
+    assert_eq!(named, pids.len(), "each process names its timeline once");
+    let debug = std::fs::read_to_string(&log).expect("read log");
+    assert!(
+        debug
+            .lines()
+            .filter(|l| l.contains("level=debug"))
+            .all(|l| l.contains(" elapsed=")),
+        "{debug}"
+    );
+    ctx.assert_no_leaks(&id);
+}

@@ -9,10 +9,14 @@ use carte_tests::*;
 fn a_relative_mount_destination_is_relative_to_root() {
     let Some(ctx) = Ctx::new() else { return };
     let mut b = ctx.bundle();
-    b.mount(json!({"destination": "mnt/reldest", "type": "tmpfs", "source": "tmpfs",
-                   "options": ["size=1m"]}));
+    b.mount(
+        json!({"destination": "mnt/reldest", "type": "tmpfs", "source": "tmpfs",
+                   "options": ["size=1m"]}),
+    );
     let id = ctx.id("reldest");
-    let out = ctx.rt.run_sh(&id, &mut b, "grep -c ' /mnt/reldest ' /proc/self/mountinfo");
+    let out = ctx
+        .rt
+        .run_sh(&id, &mut b, "grep -c ' /mnt/reldest ' /proc/self/mountinfo");
     assert_eq!(out.trim(), "1", "tmpfs not at /mnt/reldest");
     ctx.assert_no_leaks(&id);
 }
@@ -32,7 +36,10 @@ fn idmap_without_a_user_namespace_is_an_error() {
     let out = ctx.rt.create(&id, &b, &[]);
     if is_carte() {
         let out = out.fails();
-        assert!(out.stderr.contains("mounts[") && out.stderr.contains("idmap"), "{out}");
+        assert!(
+            out.stderr.contains("mounts[") && out.stderr.contains("idmap"),
+            "{out}"
+        );
     } else {
         out.ok();
         ctx.rt.delete_force(&id).ok();
