@@ -71,11 +71,19 @@ pub fn scrub(id: &str) {
             nix::sys::signal::Signal::SIGKILL,
         );
     }
-    // A killed task keeps its cgroup busy until its parent (often the host's pid 1) reaps it: retry.
+    // A killed task keeps its cgroup busy until its parent (often the host's pid 1) reaps it: retry. The
+    // sub-cgroups a test made inside (whose names do not carry the id) go too, thawed first so their tasks die.
     crate::poll_until(Duration::from_secs(5), || {
-        let mut dirs = crate::cgroups::dirs_matching(id);
+        let mut dirs: Vec<PathBuf> = crate::cgroups::dirs_matching(id)
+            .iter()
+            .flat_map(|d| crate::cgroups::subtree(d))
+            .collect();
         // Children before parents.
         dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+        dirs.dedup();
+        for d in &dirs {
+            let _ = std::fs::write(d.join("freezer.state"), "THAWED");
+        }
         for d in &dirs {
             let _ = std::fs::remove_dir(d);
         }

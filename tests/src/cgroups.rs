@@ -112,6 +112,24 @@ fn walk(dir: &Path, id: &str, depth: usize, found: &mut Vec<PathBuf>) {
     }
 }
 
+/// `dir` and every directory below it (bounded depth).
+pub fn subtree(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![dir.to_path_buf()];
+    let mut i = 0;
+    while i < out.len() {
+        if out[i].components().count() < dir.components().count() + 8 {
+            let entries = std::fs::read_dir(&out[i]).into_iter().flatten().flatten();
+            let subdirs: Vec<PathBuf> = entries
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.path())
+                .collect();
+            out.extend(subdirs);
+        }
+        i += 1;
+    }
+    out
+}
+
 /// The cgroup path of `pid` in the hierarchy that holds `ctrl` (`/proc/<pid>/cgroup`), e.g. `/carte/c1`.
 pub fn path_of(pid: i64, ctrl: &str) -> Option<String> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;

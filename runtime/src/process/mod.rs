@@ -68,6 +68,8 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
     st.cgroup_path = cgroups::path_for(spec_cg.as_deref(), o.id, o.systemd);
     st.systemd_cgroup = o.systemd;
     st.pid_file = o.pid_file.map(absolute);
+    let res = b.spec.linux().as_ref().and_then(|l| l.resources().as_ref());
+    cgroups::preflight(&st.cgroup_path, o.systemd, res)?;
     let dir = ContainerDir::claim(o.root, &st, &b.raw)?;
     log::debug!(
         "claimed state dir {} (cgroup will be {})",
@@ -123,13 +125,34 @@ fn spawn(
             .joins
             .iter()
             .any(|j| j.nstype == libc::CLONE_NEWUSER);
-    let self_join = cgroups::self_join_dirs(&mgr, &st.cgroup_path, userns);
+    let mut self_join = cgroups::self_join_dirs(&mgr, &st.cgroup_path, userns);
+    // On a hybrid host the init is born in its cgroup2 directory instead (see clone_fork_into).
+    let into = self_join
+        .as_deref()
+        .map(cgroups::clone_into)
+        .transpose()?
+        .flatten();
     let flags = if plan.ns.bridge { 0 } else { plan.ns.new_flags };
     log::debug!(
         "clone the container init (namespace flags {flags:#x}{})",
         if plan.ns.bridge { ", via a bridge" } else { "" }
     );
-    let first = match sys::clone_fork(flags).ctx("clone", "container init")? {
+    let forked = match &into {
+        Some((dir, fd)) => match sys::clone_fork_into(flags, std::os::fd::AsFd::as_fd(fd)) {
+            Ok(f) => {
+                if let Some(dirs) = self_join.as_mut() {
+                    dirs.retain(|d| d != dir);
+                }
+                Ok(f)
+            }
+            // A kernel without CLONE_INTO_CGROUP: the init joins that directory itself.
+            Err(nix::errno::Errno::ENOSYS | nix::errno::Errno::E2BIG) => sys::clone_fork(flags),
+            Err(e) => Err(e),
+        },
+        None => sys::clone_fork(flags),
+    };
+    drop(into);
+    let first = match forked.ctx("clone", "container init")? {
         Forked::Child => {
             let args = init::InitArgs {
                 plan,

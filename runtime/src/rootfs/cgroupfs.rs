@@ -20,30 +20,17 @@ pub struct Hierarchy {
 /// Read before the init unshares its cgroup namespace: afterwards /proc/self/cgroup says `/`.
 pub fn own_hierarchies() -> Vec<Hierarchy> {
     let cg = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    // Parsed afresh, not `hierarchy::all()` cached by the parent: the init may have joined
+    // another mount namespace.
     let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let mut out = vec![];
-    for line in mi.lines() {
-        let Some((pre, post)) = line.split_once(" - ") else {
-            continue;
-        };
-        let mut post_f = post.split(' ');
-        let fstype = post_f.next().unwrap_or("");
-        let superopts = post_f.nth(1).unwrap_or("");
-        let mount_point = pre.split(' ').nth(4).unwrap_or("");
-        let key: String = match fstype {
-            "cgroup" => superopts
-                .split(',')
-                .filter(|o| *o != "rw" && *o != "ro")
-                .collect::<Vec<_>>()
-                .join(","),
-            "cgroup2" => String::new(),
-            _ => continue,
-        };
+    for h in crate::cgroups::hierarchy::parse(&mi) {
+        let key = h.controllers.join(",");
         // /proc/self/cgroup: "ID:controllers:path"; v2 has an empty controller list.
         let path = cg.lines().find_map(|l| {
             let mut f = l.splitn(3, ':');
             let (_, ctrls, p) = (f.next()?, f.next()?, f.next()?);
-            let same = if key.is_empty() {
+            let same = if h.v2 {
                 ctrls.is_empty()
             } else {
                 set_eq(ctrls, &key)
@@ -51,12 +38,13 @@ pub fn own_hierarchies() -> Vec<Hierarchy> {
             same.then(|| p.to_string())
         });
         let Some(path) = path else { continue };
-        let name = Path::new(mount_point)
+        let name = h
+            .mount_point
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         out.push(Hierarchy {
-            mount_point: PathBuf::from(mount_point),
+            mount_point: h.mount_point,
             name,
             cgroup: path,
         });
@@ -110,11 +98,13 @@ pub fn mount_cgroupfs(
             let sub = dest.join(&h.name);
             let t = safe_path::ensure_in_root(rootfd, &sub, false, &sub)?;
             let src = h.mount_point.join(h.cgroup.trim_start_matches('/'));
+            // Not MS_REC: whatever the host mounted below its cgroup (a bind over a cgroup
+            // file, say) is not the container's, and a read-only remount would not reach it.
             mount(
                 Some(&src),
                 safe_path::fd_path(&t).as_str(),
                 None::<&str>,
-                MsFlags::MS_BIND | MsFlags::MS_REC,
+                MsFlags::MS_BIND,
                 None::<&str>,
             )
             .ctx(&format!("bind mount {}", src.display()), sub.display())?;

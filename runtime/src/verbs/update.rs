@@ -43,6 +43,8 @@ pub fn run(cli: &Cli, a: &UpdateArgs) -> Result<i32> {
             field: e.path().to_string(),
             reason: e.into_inner().to_string(),
         })?;
+    crate::cgroups::limits::check(&res, crate::cgroups::limits::Source::Update)?;
+    crate::cgroups::limits::check_host(&res, crate::cgroups::limits::Source::Update)?;
     let mgr = crate::cgroups::manager(&st.cgroup_path, st.systemd_cgroup, &st.id)?;
     log::debug!("update limits of {}", st.cgroup_path.display());
     let opt = libcgroups::common::ControllerOpt {
@@ -51,11 +53,7 @@ pub fn run(cli: &Cli, a: &UpdateArgs) -> Result<i32> {
         oom_score_adj: None,
         freezer_state: None,
     };
-    libcgroups::common::CgroupManager::apply(&mgr, &opt).map_err(|e| Error::Cgroup {
-        op: "update limits of".into(),
-        path: st.cgroup_path.display().to_string(),
-        reason: e.to_string(),
-    })?;
+    crate::cgroups::apply(&mgr, &st.cgroup_path, &opt, "update limits of")?;
     Ok(0)
 }
 

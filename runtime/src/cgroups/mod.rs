@@ -2,6 +2,10 @@
 //! systemd), place a process and apply `linux.resources`, freeze, list pids, and destroy with a
 //! bounded, logged retry — the seed project's "release with retry" promise.
 
+pub mod hierarchy;
+pub mod limits;
+mod remove;
+
 use crate::error::{Error, Result};
 use libcgroups::common::{
     create_cgroup_manager, AnyCgroupManager, CgroupConfig, CgroupManager, ControllerOpt,
@@ -98,11 +102,14 @@ pub fn join_and_apply(
         mgr.add_task(Pid::from_raw(pid))
             .map_err(|e| cg_err("join", path, e))?;
     }
+    if matches!(mgr, AnyCgroupManager::V1(_)) {
+        join_others(path, pid)?;
+    }
     apply_limits(mgr, path, res)
 }
 
-/// The cgroup v1 directories a container's init can join by itself, cheaply: one per
-/// hierarchy libcgroups' v1 manager uses. `None` where the init must be placed from outside
+/// The directories a container's init can join by itself, cheaply: one per hierarchy it
+/// belongs in, on a cgroup v1 or hybrid host. `None` where the init must be placed from outside
 /// (cgroup v2 or systemd, or a user namespace, whose root cannot write the host's cgroupfs).
 ///
 /// Why: moving another process (a pid written to `cgroup.procs`, libcgroups' `add_task`) takes
@@ -114,20 +121,14 @@ pub fn self_join_dirs(mgr: &AnyCgroupManager, path: &Path, userns: bool) -> Opti
     if userns || !matches!(mgr, AnyCgroupManager::V1(_)) {
         return None;
     }
-    // The hierarchies (one directory each: `cpu,cpuacct` is one) holding a controller of
-    // libcgroups' v1 manager, found with one readdir (libcgroups' own lookup reads mountinfo
-    // through a fresh verified procfs handle per controller, a few hundred syscalls).
-    let dirs: Vec<PathBuf> = cgroup_dirs(path)
-        .into_iter()
-        .filter(|d| {
-            let hierarchy = d
-                .strip_prefix(CGROUP_ROOT)
-                .ok()
-                .and_then(|r| r.components().next())
-                .map(|c| c.as_os_str().to_string_lossy().into_owned())
-                .unwrap_or_default();
-            hierarchy.split(',').any(|c| V1_CONTROLLERS.contains(&c))
-        })
+    // Every hierarchy the container belongs in (one directory each: `cpu,cpuacct` is one):
+    // libcgroups' controllers, and also `name=systemd` and the hybrid cgroup2 one, where runc
+    // places its init too. Found in the mount table read once (libcgroups' own lookup reads
+    // mountinfo through a fresh verified procfs handle per controller, a few hundred syscalls).
+    let dirs: Vec<PathBuf> = hierarchy::all()
+        .iter()
+        .filter(|h| h.joined())
+        .map(|h| h.dir(path))
         .collect();
     (!dirs.is_empty()).then_some(dirs)
 }
@@ -147,6 +148,45 @@ const V1_CONTROLLERS: [&str; 12] = [
     "net_cls",
     "freezer",
 ];
+
+/// Of the directories the init joins, the cgroup2 one of a hybrid host, made and opened for
+/// `clone_fork_into`: writing a pid (even `0`) into a cgroup2 `cgroup.procs` takes the kernel's
+/// threadgroup lock for writing, ~13 ms here, where being born in the cgroup does not.
+pub fn clone_into(dirs: &[PathBuf]) -> Result<Option<(PathBuf, std::os::fd::OwnedFd)>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let v2 = hierarchy::all().iter().filter(|h| h.v2);
+    let Some(dir) = dirs
+        .iter()
+        .find(|d| v2.clone().any(|h| d.starts_with(&h.mount_point)))
+    else {
+        return Ok(None);
+    };
+    // One retry, as in `prepare_self_join`: a concurrent delete may remove the shared parent.
+    if std::fs::create_dir_all(dir).is_err() {
+        std::fs::create_dir_all(dir).map_err(|e| cg_err("create", dir, e))?;
+    }
+    let fd = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(dir)
+        .map_err(|e| cg_err("open", dir, e))?;
+    Ok(Some((dir.clone(), fd.into())))
+}
+
+/// After libcgroups' v1 `add_task`: the hierarchies it does not know (`name=systemd`, the
+/// hybrid cgroup2 one), which runc joins too.
+fn join_others(path: &Path, pid: i32) -> Result<()> {
+    for h in hierarchy::all()
+        .iter()
+        .filter(|h| h.joined() && !h.holds(&V1_CONTROLLERS))
+    {
+        let d = h.dir(path);
+        std::fs::create_dir_all(&d).map_err(|e| cg_err("create", &d, e))?;
+        let procs = d.join("cgroup.procs");
+        std::fs::write(&procs, pid.to_string()).map_err(|e| cg_err("join", &procs, e))?;
+    }
+    Ok(())
+}
 
 /// What `add_task` would have done but the move: the directories, each new cpuset level given
 /// its parent's CPUs and memory nodes (the kernel refuses tasks in an empty cpuset); then the
@@ -192,11 +232,26 @@ fn fill_cpuset(dir: &Path, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// In the init, before anything else: move our own (only) thread into each directory.
+/// In the init, before anything else: move our own (only) thread into each directory. The
+/// hybrid cgroup2 hierarchy has no `tasks`: there the whole process moves (`cgroup.procs`).
 pub fn join_self(dirs: &[PathBuf]) -> Result<()> {
+    use std::io::Write;
+    // Without O_CREAT: a missing file must say ENOENT (cgroupfs answers EACCES to a create).
+    let write0 = |f: &Path| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(f)
+            .and_then(|mut f| f.write_all(b"0"))
+    };
     for d in dirs {
         let tasks = d.join("tasks");
-        std::fs::write(&tasks, "0").map_err(|e| cg_err("join (write 0 to tasks)", &tasks, e))?;
+        match write0(&tasks) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let procs = d.join("cgroup.procs");
+                write0(&procs).map_err(|e| cg_err("join (write 0 to cgroup.procs)", &procs, e))?;
+            }
+            r => r.map_err(|e| cg_err("join (write 0 to tasks)", &tasks, e))?,
+        }
     }
     Ok(())
 }
@@ -214,10 +269,58 @@ fn apply_limits(mgr: &AnyCgroupManager, path: &Path, res: Option<&LinuxResources
             oom_score_adj: None,
             freezer_state: None,
         };
-        mgr.apply(&opt)
-            .map_err(|e| cg_err("apply limits to", path, e))?;
+        apply(mgr, path, &opt, "apply limits to")?;
     }
     Ok(())
+}
+
+/// libcgroups' apply, with what runc does around it that libcgroups does not (`limits`).
+pub fn apply(mgr: &AnyCgroupManager, path: &Path, opt: &ControllerOpt, op: &str) -> Result<()> {
+    limits::before_apply(mgr, path, opt.resources)?;
+    mgr.apply(opt).map_err(|e| cg_err(op, path, e))?;
+    limits::after_apply(mgr, path, opt.resources)
+}
+
+/// Before anything of a container exists: refuse resources this host cannot take, and a cgroup
+/// that is frozen — the init would sit in the refrigerator and `create` wait for it forever.
+/// runc refuses the same (factory_linux.go: "container's cgroup unexpectedly frozen").
+pub fn preflight(path: &Path, systemd: bool, res: Option<&LinuxResources>) -> Result<()> {
+    if let Some(res) = res {
+        limits::check(res, limits::Source::Config)?;
+        limits::check_host(res, limits::Source::Config)?;
+    }
+    if !systemd && check_path(path, false).is_ok() && frozen_from_above(path) {
+        return Err(cg_err(
+            "use",
+            path,
+            "container's cgroup unexpectedly frozen",
+        ));
+    }
+    Ok(())
+}
+
+/// Whether a task placed in `path` would be frozen: the deepest existing directory of it, or of
+/// its ancestors, says so (a v1 child of a frozen cgroup is born frozen; v2 `cgroup.events`
+/// shows the effective state).
+fn frozen_from_above(path: &Path) -> bool {
+    let Some(h) = hierarchy::for_controller("freezer") else {
+        return false;
+    };
+    let dir = h.dir(path);
+    let Some(d) = dir
+        .ancestors()
+        .take_while(|d| *d != h.mount_point)
+        .find(|d| d.exists())
+    else {
+        return false;
+    };
+    if h.v2 {
+        let ev = std::fs::read_to_string(d.join("cgroup.events")).unwrap_or_default();
+        ev.lines().any(|l| l.trim() == "frozen 1")
+    } else {
+        let st = std::fs::read_to_string(d.join("freezer.state")).unwrap_or_default();
+        matches!(st.trim(), "FROZEN" | "FREEZING")
+    }
 }
 
 pub fn freeze(mgr: &AnyCgroupManager, path: &Path, frozen: bool) -> Result<()> {
@@ -230,73 +333,65 @@ pub fn freeze(mgr: &AnyCgroupManager, path: &Path, frozen: bool) -> Result<()> {
         .map_err(|e| cg_err(if frozen { "freeze" } else { "thaw" }, path, e))
 }
 
-/// Every pid in the container's cgroup (empty when the cgroup is gone).
+/// Every pid in the container's cgroup and its sub-cgroups (empty when the cgroup is gone), from
+/// the first hierarchy that has it, as runc's GetAllPids walks one.
 pub fn pids(path: &Path) -> Vec<i32> {
     // Never list (and so never kill) the processes of the root or of a cgroup outside the path.
     if check_path(path, false).is_err() {
         return vec![];
     }
-    for dir in cgroup_dirs(path) {
-        if let Ok(s) = std::fs::read_to_string(dir.join("cgroup.procs")) {
-            return s.lines().filter_map(|l| l.trim().parse().ok()).collect();
-        }
-    }
-    vec![]
+    cgroup_dirs(path)
+        .iter()
+        .find(|d| d.exists())
+        .map(|d| remove::pids_below(d))
+        .unwrap_or_default()
 }
 
-/// The directories this cgroup path has on this host: one per v1 hierarchy, or the v2 one.
+/// The directories this cgroup path has on this host: one per mounted hierarchy.
 pub fn cgroup_dirs(path: &Path) -> Vec<PathBuf> {
-    let rel = path.strip_prefix("/").unwrap_or(path);
-    let root = Path::new(CGROUP_ROOT);
-    if root.join("cgroup.controllers").exists() {
-        return vec![root.join(rel)];
-    }
-    let mut out = vec![];
-    if let Ok(rd) = std::fs::read_dir(root) {
-        for e in rd.flatten() {
-            let p = e.path();
-            // Skip the symlinks (cpu -> cpu,cpuacct) so a hierarchy is counted once.
-            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                out.push(p.join(rel));
-            }
-        }
-    }
-    out
+    hierarchy::all().iter().map(|h| h.dir(path)).collect()
 }
 
 pub fn is_frozen(path: &Path) -> bool {
-    let rel = path.strip_prefix("/").unwrap_or(path);
-    let v1 = Path::new(CGROUP_ROOT)
-        .join("freezer")
-        .join(rel)
-        .join("freezer.state");
-    if let Ok(s) = std::fs::read_to_string(v1) {
-        return s.trim() == "FROZEN";
-    }
-    let v2 = Path::new(CGROUP_ROOT).join(rel).join("cgroup.freeze");
-    matches!(std::fs::read_to_string(v2), Ok(s) if s.trim() == "1")
+    let Some(h) = hierarchy::for_controller("freezer") else {
+        return false;
+    };
+    let (file, frozen) = if h.v2 {
+        ("cgroup.freeze", "1")
+    } else {
+        ("freezer.state", "FROZEN")
+    };
+    matches!(std::fs::read_to_string(h.dir(path).join(file)), Ok(s) if s.trim() == frozen)
 }
 
-/// Kill what is left, then remove the cgroup, retrying while the kernel still says EBUSY (a
-/// dying task keeps the directory busy for a moment). Each failed attempt is logged.
+/// Kill what is left, then remove the cgroup and every sub-cgroup in it, in every hierarchy,
+/// retrying while the kernel still says EBUSY (a dying task keeps the directory busy for a
+/// moment). Each failed round is logged.
 pub fn destroy(path: &Path, systemd: bool, id: &str) -> Result<()> {
     // A path create refused was never made: nothing to remove.
     if check_path(path, systemd).is_err() {
         return Ok(());
     }
-    if !systemd {
-        let dirs = cgroup_dirs(path);
-        if dirs.iter().all(|d| !d.exists()) {
-            return Ok(());
-        }
-        // The common case, a cgroup whose processes are gone and that has no sub-cgroups: rmdir
-        // is all there is to do, without building a libcgroups manager (a few hundred syscalls).
-        if pids(path).is_empty() && remove_empty(&dirs) {
-            remove_default_parent(path);
-            return Ok(());
-        }
+    // On a v1 or hybrid host libcgroups ignores the systemd driver and uses the path as a
+    // directory name, so the directories are removed as any others.
+    if systemd && hierarchy::unified() {
+        return destroy_systemd(path, id);
     }
-    let mgr = manager(path, systemd, id)?;
+    let dirs: Vec<PathBuf> = cgroup_dirs(path)
+        .into_iter()
+        .filter(|d| d.exists())
+        .collect();
+    if dirs.is_empty() {
+        return Ok(());
+    }
+    remove::tree(&dirs).map_err(|e| cg_err("remove", path, e))?;
+    remove_default_parent(path);
+    Ok(())
+}
+
+/// systemd owns the unit's cgroup: libcgroups stops the unit, retried while it is busy.
+fn destroy_systemd(path: &Path, id: &str) -> Result<()> {
+    let mgr = manager(path, true, id)?;
     // A frozen task cannot die: thaw first so SIGKILL is delivered.
     if is_frozen(path) {
         let _ = mgr.freeze(FreezerState::Thawed);
@@ -304,14 +399,8 @@ pub fn destroy(path: &Path, systemd: bool, id: &str) -> Result<()> {
     let delays = [5u64, 10, 20, 50, 100, 200, 400];
     let mut last = None;
     for (i, d) in delays.iter().enumerate() {
-        for pid in pids(path) {
-            let _ = nix::sys::signal::kill(Pid::from_raw(pid), nix::sys::signal::SIGKILL);
-        }
         match mgr.remove() {
-            Ok(()) => {
-                remove_default_parent(path);
-                return Ok(());
-            }
+            Ok(()) => return Ok(()),
             Err(e) => {
                 log::warn!(
                     "remove cgroup {} (attempt {} of {}): {e}",
@@ -325,15 +414,6 @@ pub fn destroy(path: &Path, systemd: bool, id: &str) -> Result<()> {
         }
     }
     Err(cg_err("remove", path, last.unwrap_or_default()))
-}
-
-/// rmdir the cgroup's directory in every hierarchy (`dirs`); false when one remains (it has
-/// tasks or sub-cgroups), which libcgroups' remove then deals with.
-fn remove_empty(dirs: &[PathBuf]) -> bool {
-    dirs.iter().all(|d| match std::fs::remove_dir(d) {
-        Ok(()) => true,
-        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
-    })
 }
 
 /// The default parent `/carte` is ours: remove it when the last container left it empty, so
