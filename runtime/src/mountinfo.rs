@@ -1,12 +1,14 @@
 //! `/proc/self/mountinfo`, parsed (proc(5)): the one reader of the mount table, for the code that
-//! must know what is mounted where (the rootfs's parent mount, procfs and sysfs to hide before a
-//! `--no-pivot` chroot). Fields are unescaped (`\040` is a space in a path).
+//! must know what is mounted where (cgroup hierarchies, the rootfs's parent mount, procfs and sysfs
+//! to hide before a `--no-pivot` chroot). Fields are unescaped (`\040` is a space in a path).
 
 use crate::error::{Context, Result};
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
+    /// `major:minor` of the filesystem: one per superblock, shared by its bind mounts.
+    pub dev: String,
     /// The path of the filesystem that is mounted (`/` for a full mount, a subdirectory for a bind).
     pub root: PathBuf,
     pub mount_point: PathBuf,
@@ -14,6 +16,8 @@ pub struct Entry {
     pub optional: Vec<String>,
     pub fs_type: String,
     pub source: String,
+    /// The filesystem's own options (for cgroup v1: its controllers).
+    pub super_options: String,
 }
 
 /// The calling process's mount table.
@@ -37,11 +41,13 @@ fn parse_line(line: &str) -> Option<Entry> {
         return None;
     }
     Some(Entry {
+        dev: l[2].to_string(),
         root: unescape(l[3]).into(),
         mount_point: unescape(l[4]).into(),
         optional: l[6..].iter().map(|s| s.to_string()).collect(),
         fs_type: r[0].to_string(),
         source: unescape(r[1]),
+        super_options: r.get(2).map(|o| o.to_string()).unwrap_or_default(),
     })
 }
 
@@ -84,6 +90,8 @@ mod tests {
         assert_eq!(v[0].mount_point, PathBuf::from("/mnt 2"));
         assert_eq!(v[0].optional, ["master:1", "shared:2"]);
         assert_eq!(v[0].fs_type, "ext3");
+        assert_eq!(v[0].dev, "98:0");
+        assert_eq!(v[0].super_options, "rw,errors=continue");
         assert_eq!(v[1].fs_type, "proc");
         assert_eq!(v[1].mount_point, PathBuf::from("/proc"));
     }

@@ -5,10 +5,9 @@
 //! Everything is resolved and checked before the clone; the parent moves the process down only
 //! after it is in the container's cgroups, so it never runs outside them.
 
+use crate::cgroups::hierarchy::Hierarchy;
 use crate::error::{Context, Error, Result};
 use std::path::{Path, PathBuf};
-
-const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
 /// What the `--cgroup` flags ask for.
 #[derive(Debug, PartialEq, Eq)]
@@ -71,52 +70,6 @@ fn relative(arg: &str, path: &str) -> Result<PathBuf> {
     Ok(parts.iter().collect())
 }
 
-/// One mounted hierarchy: its mount point and the controllers (or `name=` option) it carries;
-/// none for cgroup v2.
-struct Hierarchy {
-    mount: PathBuf,
-    controllers: Vec<String>,
-}
-
-/// The hierarchies mounted under /sys/fs/cgroup, from the mount table (a plain directory there is
-/// no hierarchy).
-fn hierarchies() -> Result<Vec<Hierarchy>> {
-    let text =
-        std::fs::read_to_string("/proc/self/mountinfo").ctx("read", "/proc/self/mountinfo")?;
-    let mut out: Vec<Hierarchy> = vec![];
-    for line in text.lines() {
-        let Some((left, right)) = line.split_once(" - ") else {
-            continue;
-        };
-        let l: Vec<&str> = left.split(' ').collect();
-        let r: Vec<&str> = right.split(' ').collect();
-        let (Some(root), Some(mount), Some(fstype)) = (l.get(3), l.get(4), r.first()) else {
-            continue;
-        };
-        let mount = PathBuf::from(mount);
-        if *root != "/"
-            || !matches!(*fstype, "cgroup" | "cgroup2")
-            || !mount.starts_with(CGROUP_ROOT)
-            || out.iter().any(|h| h.mount == mount)
-        {
-            continue;
-        }
-        let controllers = match *fstype {
-            "cgroup" => r
-                .get(2)
-                .unwrap_or(&"")
-                .split(',')
-                .filter(|o| !matches!(*o, "rw" | "ro" | "xattr" | "noprefix" | "clone_children"))
-                .filter(|o| !o.starts_with("release_agent=") && !o.starts_with("cpuset_v2"))
-                .map(String::from)
-                .collect(),
-            _ => vec![],
-        };
-        out.push(Hierarchy { mount, controllers });
-    }
-    Ok(out)
-}
-
 /// The `cgroup.procs` directories the process must be written to, each checked to exist.
 pub fn resolve(req: &Request, cgroup_path: &Path, systemd: bool) -> Result<Vec<PathBuf>> {
     if systemd {
@@ -126,12 +79,10 @@ pub fn resolve(req: &Request, cgroup_path: &Path, systemd: bool) -> Result<Vec<P
     }
     let rel = cgroup_path.strip_prefix("/").unwrap_or(cgroup_path);
     // The hierarchies where the container has a cgroup.
-    let held: Vec<(Hierarchy, PathBuf)> = hierarchies()?
-        .into_iter()
-        .map(|h| {
-            let dir = h.mount.join(rel);
-            (h, dir)
-        })
+    let held: Vec<(&Hierarchy, PathBuf)> = crate::cgroups::hierarchy::all()
+        .iter()
+        .filter(|h| h.joined())
+        .map(|h| (h, h.dir(rel)))
         .filter(|(_, dir)| dir.is_dir())
         .collect();
     let mut targets = vec![];
@@ -145,7 +96,7 @@ pub fn resolve(req: &Request, cgroup_path: &Path, systemd: bool) -> Result<Vec<P
             for (ctrl, sub) in pairs {
                 let (_, dir) = held
                     .iter()
-                    .find(|(h, _)| h.controllers.iter().any(|c| c == ctrl))
+                    .find(|(h, _)| h.holds(&[ctrl.as_str()]))
                     .ok_or_else(|| {
                         usage(
                             &format!("{ctrl}:{}", sub.display()),

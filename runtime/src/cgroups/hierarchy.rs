@@ -77,30 +77,21 @@ const V1_OPTIONS: [&str; 7] = [
 
 pub fn parse(mountinfo: &str) -> Vec<Hierarchy> {
     let mut out: Vec<Hierarchy> = vec![];
-    let mut seen: Vec<&str> = vec![];
-    for line in mountinfo.lines() {
-        let Some((pre, post)) = line.split_once(" - ") else {
-            continue;
-        };
-        let pre: Vec<&str> = pre.split(' ').collect();
-        let post: Vec<&str> = post.split(' ').collect();
-        let (Some(dev), Some(mp), Some(fstype)) = (pre.get(2), pre.get(4), post.first()) else {
-            continue;
-        };
-        let v2 = match *fstype {
+    let mut seen: Vec<String> = vec![];
+    for m in crate::mountinfo::parse(mountinfo) {
+        let v2 = match m.fs_type.as_str() {
             "cgroup" => false,
             "cgroup2" => true,
             _ => continue,
         };
-        if seen.contains(dev) {
+        if seen.contains(&m.dev) {
             continue;
         }
-        seen.push(dev);
+        seen.push(m.dev);
         let controllers = if v2 {
             vec![]
         } else {
-            post.get(2)
-                .unwrap_or(&"")
+            m.super_options
                 .split(',')
                 .filter(|o| !o.is_empty() && !V1_OPTIONS.contains(o))
                 .filter(|o| !o.contains('=') || o.starts_with("name="))
@@ -108,35 +99,12 @@ pub fn parse(mountinfo: &str) -> Vec<Hierarchy> {
                 .collect()
         };
         out.push(Hierarchy {
-            mount_point: PathBuf::from(unescape(mp)),
+            mount_point: m.mount_point,
             controllers,
             v2,
         });
     }
     out
-}
-
-/// mountinfo writes space, tab, newline and backslash as `\NNN` octal.
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let oct = b
-            .get(i + 1..i + 4)
-            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
-        match (b[i], oct) {
-            (b'\\', Some(d)) => {
-                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
-                i += 4;
-            }
-            (c, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

@@ -93,12 +93,12 @@ pub fn prepare(p: &Prepare) -> Result<()> {
     Ok(())
 }
 
-/// The mount point holding `path`: the longest mountinfo mount point that is a prefix of it.
+/// The mount point holding `path`: the longest mount point in our table that is a prefix of it.
 fn parent_mount(path: &Path) -> std::path::PathBuf {
-    let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    mi.lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|m| std::path::PathBuf::from(m.replace("\\040", " ")))
+    crate::mountinfo::read_self()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| m.mount_point)
         .filter(|m| path.starts_with(m))
         .max_by_key(|m| m.as_os_str().len())
         .unwrap_or_else(|| "/".into())
