@@ -9,9 +9,9 @@
 //!  cgroup: join the container's
 //!  Go ────────────────────────────────────▶ setns user, others, mount last; setsid;
 //!                                           console, rlimits, caps, user, cwd;
-//!                                           clear PDEATHSIG (detached); seccomp
+//!                                           clear PDEATHSIG (detached)
 //!  ◀─────────────────────────────────────── Ready (or Failed{msg})
-//!  pid file; wait or exit                   close fds, execve
+//!  pid file; wait or exit                   close fds, seccomp, execve
 //! ```
 
 use super::identity;
@@ -127,7 +127,7 @@ pub fn spawn(st: &State, spec: &Spec, plan: &ProcPlan, o: &ExecOpts) -> Result<S
         Forked::Child => {
             drop(parent);
             drop(proxy);
-            let res = child_story(&nss, plan, console.as_ref(), &child, o);
+            let res = child_story(&nss, plan, console.as_ref(), &child, o, st);
             let msg = match res {
                 Ok(e) => format!("exec {}: {e}", plan.args[0]),
                 Err(e) => e.to_string(),
@@ -171,6 +171,7 @@ fn child_story(
     console: Option<&OwnedFd>,
     chan: &sync::Channel,
     o: &ExecOpts,
+    st: &State,
 ) -> Result<nix::errno::Errno> {
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
         .ctx("prctl", "PR_SET_PDEATHSIG")?;
@@ -192,17 +193,18 @@ fn child_story(
         log::debug!("exec: join {} namespace", n.name);
         sys::setns(n.fd.as_fd(), n.nstype).ctx("setns", format!("{} namespace", n.name))?;
     }
+    if !st.no_new_keyring {
+        // runc's setns init: the container's keyring, found by name (the init opened it to search).
+        crate::keyring::join(&st.id, None)?;
+    }
     nix::unistd::setsid().ctx("setsid", "exec process")?;
-    let (exe, envp) = identity::assume(plan, console)?;
+    // runc's setns init: the pty is not bound on /dev/console (that is the init's).
+    identity::console(plan, console, false)?;
+    let (exe, envp) = identity::assume(plan)?;
     if o.detach {
         // A detached exec outlives `carte exec`, which exits as soon as it reads Ready: clear the
-        // death signal before sending it (and before seccomp, which could filter prctl).
+        // death signal before sending it.
         nix::sys::prctl::set_pdeathsig(None).ctx("prctl", "PR_SET_PDEATHSIG")?;
-    }
-    if plan.no_new_privs {
-        if let Some(s) = &plan.seccomp {
-            s.install().ctx("seccomp", "install filter")?;
-        }
     }
     chan.send(&Msg::Ready)?;
     crate::signals::reset_defaults()?;
@@ -212,5 +214,7 @@ fn child_story(
         .unwrap_or(0);
     crate::proc_attrs::keep_fds(3, o.preserve_fds + listen)?;
     sys::close_range_cloexec(3 + o.preserve_fds + listen).ctx("close_range", "fds above stdio")?;
+    // Last: after the filter nothing but execve (see `identity::install_seccomp`).
+    identity::install_seccomp(plan)?;
     Ok(sys::execve(&exe, &plan.argv, &envp))
 }
