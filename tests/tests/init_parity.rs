@@ -343,6 +343,15 @@ fn no_mount_namespace_runs_in_the_runtimes_mount_table() {
     let out = ctx.rt.run(&id, &b, &[]);
     if is_carte() {
         assert_eq!(out.ok().stdout, "shared-mnt-ns\n");
+        // An exec'd process gets the init's root too: a file only the rootfs has.
+        let mut b2 = no_mount_ns_bundle(&ctx, json!([]));
+        std::fs::write(b2.rootfs().join("only-in-rootfs"), "rootfs\n").ok();
+        b2.args(&["sleep", "60"]);
+        let sid = ctx.id("nomntexec");
+        ctx.rt.run(&sid, &b2, &["-d"]).ok();
+        let cat = ctx.rt.cmd(&["exec", &sid, "cat", "/only-in-rootfs"]).ok();
+        assert_eq!(cat.stdout, "rootfs\n");
+        ctx.rt.cmd(&["delete", "--force", &sid]).ok();
     } else {
         // runc 1.1.5 reads /proc/self/fd after its chroot: without a /proc mount its init fails.
         assert!(

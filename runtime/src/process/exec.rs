@@ -105,6 +105,7 @@ pub fn spawn(st: &State, spec: &Spec, plan: &ProcPlan, o: &ExecOpts) -> Result<S
             verb: "exec in",
         })?;
     let nss = open_namespaces(spec, init)?;
+    let root = chroot_of(spec, init)?;
     crate::tty::require_console(plan.terminal, o.console)?;
     let (console, proxy) = super::connect_console(plan.terminal, o.console)?;
     // pid and time namespaces apply to our children: enter them here, so one clone suffices.
@@ -127,7 +128,7 @@ pub fn spawn(st: &State, spec: &Spec, plan: &ProcPlan, o: &ExecOpts) -> Result<S
         Forked::Child => {
             drop(parent);
             drop(proxy);
-            let res = child_story(&nss, plan, console.as_ref(), &child, o, st);
+            let res = child_story(&nss, root.as_ref(), plan, console.as_ref(), &child, o, st);
             let msg = match res {
                 Ok(e) => format!("exec {}: {e}", plan.args[0]),
                 Err(e) => e.to_string(),
@@ -165,8 +166,24 @@ pub fn spawn(st: &State, spec: &Spec, plan: &ProcPlan, o: &ExecOpts) -> Result<S
     }
 }
 
+/// A container without a mount namespace of its own runs chrooted in its rootfs (see
+/// `rootfs::pivot::chroot`): the exec'd process gets the same root, the init's, opened here.
+fn chroot_of(spec: &Spec, init: i32) -> Result<Option<std::fs::File>> {
+    let has_mount_ns = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|v| v.iter().any(|n| n.typ() == LinuxNamespaceType::Mount));
+    if has_mount_ns {
+        return Ok(None);
+    }
+    let p = format!("/proc/{init}/root");
+    std::fs::File::open(&p).ctx("open", &p).map(Some)
+}
+
 fn child_story(
     nss: &[NsFd],
+    root: Option<&std::fs::File>,
     plan: &ProcPlan,
     console: Option<&OwnedFd>,
     chan: &sync::Channel,
@@ -192,6 +209,11 @@ fn child_story(
     {
         log::debug!("exec: join {} namespace", n.name);
         sys::setns(n.fd.as_fd(), n.nstype).ctx("setns", format!("{} namespace", n.name))?;
+    }
+    if let Some(r) = root {
+        nix::unistd::fchdir(std::os::fd::AsRawFd::as_raw_fd(r)).ctx("fchdir", "container root")?;
+        nix::unistd::chroot(".").ctx("chroot", "container root")?;
+        nix::unistd::chdir("/").ctx("chdir", "/")?;
     }
     if !st.no_new_keyring {
         // runc's setns init: the container's keyring, found by name (the init opened it to search).
