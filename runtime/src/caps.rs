@@ -217,6 +217,16 @@ impl CapPlan {
         Ok(())
     }
 
+    /// The same plan with `cap` also in effective and permitted (not inheritable, ambient or
+    /// bounding): held by the init only until its last step, and gone at execve, which builds the
+    /// new sets from inheritable, bounding and ambient alone.
+    pub fn with_extra(&self, cap: Cap) -> CapPlan {
+        let mut p = self.clone();
+        p.effective.insert(cap);
+        p.permitted.insert(cap);
+        p
+    }
+
     /// Non-fatal findings of [`plan`] (skipped capabilities), one line each, for the caller to log.
     pub fn warnings(&self) -> &[String] {
         &self.warnings

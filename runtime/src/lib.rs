@@ -7,6 +7,7 @@ pub mod cgroups;
 pub mod cli;
 pub mod error;
 pub mod hooks;
+pub mod keyring;
 pub mod log;
 pub mod lsm;
 pub mod mountinfo;

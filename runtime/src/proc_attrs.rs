@@ -145,10 +145,23 @@ pub fn passwd_field(uid: u32, n: usize) -> Option<String> {
     })
 }
 
-/// The cwd must stay inside the container: after chdir, getcwd must name a path of the new
-/// root (an fd leaked from the host would give "(unreachable)/…", CVE-2024-21626).
-pub fn enter_cwd(cwd: &Path) -> Result<()> {
-    nix::unistd::chdir(cwd).ctx("chdir to process.cwd", cwd.display())?;
+/// runc's first chdir to `process.cwd`, made while still root (finalizeNamespace): a cwd only root
+/// may enter works for any user. Ok(false) when root may not enter it, to retry as the user.
+pub fn chdir_early(cwd: &Path) -> Result<bool> {
+    match nix::unistd::chdir(cwd) {
+        Ok(()) => Ok(true),
+        Err(nix::errno::Errno::EACCES | nix::errno::Errno::EPERM) => Ok(false),
+        Err(e) => Err(Error::sys("chdir to process.cwd", cwd.display(), e)),
+    }
+}
+
+/// The cwd must stay inside the container: after chdir (`again`: the early one was refused),
+/// getcwd must name a path of the new root (an fd leaked from the host would give
+/// "(unreachable)/…", CVE-2024-21626).
+pub fn enter_cwd(cwd: &Path, again: bool) -> Result<()> {
+    if again {
+        nix::unistd::chdir(cwd).ctx("chdir to process.cwd", cwd.display())?;
+    }
     let now = nix::unistd::getcwd().ctx("getcwd", cwd.display())?;
     if !now.is_absolute() || now.to_string_lossy().starts_with("(unreachable)") {
         return Err(Error::Other(format!(

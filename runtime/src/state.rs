@@ -42,6 +42,9 @@ pub struct State {
     pub cgroup_path: PathBuf,
     #[serde(default)]
     pub systemd_cgroup: bool,
+    /// Created with `--no-new-keyring`: `exec`'d processes keep the runtime's session keyring too.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_new_keyring: bool,
     /// The pid file carte wrote. Kept on delete, as runc keeps it: it belongs to whoever asked.
     pub pid_file: Option<PathBuf>,
 }

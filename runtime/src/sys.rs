@@ -518,3 +518,62 @@ pub fn fsmount_new(fstype: &std::ffi::CStr, attrs: u64) -> Result<OwnedFd, Errno
     };
     Errno::result(mnt).map(|fd| own(fd as RawFd))
 }
+
+/// `keyctl(KEYCTL_JOIN_SESSION_KEYRING, name)`: join the session keyring called `name`, creating
+/// it when none by that name is searchable; returns its serial.
+pub fn join_session_keyring(name: &std::ffi::CStr) -> Result<i32, Errno> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_ulong = 1;
+    // SAFETY: `name` outlives the call; the kernel only reads it.
+    let ret =
+        unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) };
+    Errno::result(ret).map(|id| id as i32)
+}
+
+/// `keyctl(KEYCTL_DESCRIBE, id)`: `type;uid;gid;perm;description` of a key.
+pub fn keyctl_describe(id: i32) -> Result<String, Errno> {
+    const KEYCTL_DESCRIBE: libc::c_ulong = 6;
+    let mut buf = vec![0u8; 512];
+    // SAFETY: the kernel writes at most `buf.len()` bytes into `buf`, which outlives the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_keyctl,
+            KEYCTL_DESCRIBE,
+            libc::c_long::from(id),
+            buf.as_mut_ptr(),
+            buf.len(),
+        )
+    };
+    let n = Errno::result(ret)? as usize;
+    // The returned length counts the terminating NUL; a longer description was cut short.
+    buf.truncate(n.min(buf.len()).saturating_sub(1));
+    Ok(String::from_utf8_lossy(&buf).into_owned())
+}
+
+/// `keyctl(KEYCTL_SETPERM, id, perm)`.
+pub fn keyctl_setperm(id: i32, perm: u32) -> Result<(), Errno> {
+    const KEYCTL_SETPERM: libc::c_ulong = 5;
+    // SAFETY: integer arguments only, passed at full register width.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_keyctl,
+            KEYCTL_SETPERM,
+            libc::c_long::from(id),
+            libc::c_ulong::from(perm),
+        )
+    };
+    Errno::result(ret).map(drop)
+}
+
+/// `open_tree(AT_FDCWD, path, OPEN_TREE_CLONE [| AT_RECURSIVE])`: a detached copy of the mount
+/// (tree) at `path`, resolved with the caller's credentials, for `move_mount` elsewhere.
+pub fn open_tree_clone_path(path: &Path, recursive: bool) -> Result<OwnedFd, Errno> {
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    let mut flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as libc::c_uint;
+    }
+    let c = cstr(path)?;
+    // SAFETY: `c` outlives the call; the other arguments are integers.
+    let ret = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c.as_ptr(), flags) };
+    Errno::result(ret).map(|fd| own(fd as RawFd))
+}

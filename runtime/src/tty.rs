@@ -12,7 +12,14 @@ use std::io::IoSlice;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
 
-pub fn setup_console(sock: &OwnedFd, size: Option<(u16, u16)>) -> Result<()> {
+/// `uid` is the process's user, who must own the pty. `dev_console`: bind the pty on
+/// /dev/console (a container's init with a mount namespace of its own; not for `exec`, as runc).
+pub fn setup_console(
+    sock: &OwnedFd,
+    size: Option<(u16, u16)>,
+    uid: u32,
+    dev_console: bool,
+) -> Result<()> {
     let master: OwnedFd = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -23,6 +30,7 @@ pub fn setup_console(sock: &OwnedFd, size: Option<(u16, u16)>) -> Result<()> {
     crate::sys::unlockpt(master.as_fd()).ctx("unlockpt", "/dev/ptmx")?;
     // The slave by ioctl on the master, never by a /dev/pts/N path an image could swap.
     let slave = crate::sys::pty_peer(master.as_fd()).ctx("open pty peer", "/dev/ptmx")?;
+    give_to_user(&slave, uid)?;
     if let Some((rows, cols)) = size {
         crate::sys::set_winsize(master.as_raw_fd(), rows, cols)
             .ctx("set console size", "/dev/ptmx")?;
@@ -40,6 +48,34 @@ pub fn setup_console(sock: &OwnedFd, size: Option<(u16, u16)>) -> Result<()> {
     )
     .ctx("send pty master to", "console socket")?;
     drop(master);
+    if dev_console {
+        bind_console(&slave)?;
+    }
+    for fd in 0..3 {
+        nix::unistd::dup2(slave.as_raw_fd(), fd).ctx("dup2 pty to", fd)?;
+    }
+    crate::sys::set_controlling_tty(0).map_err(|e| Error::sys("ioctl TIOCSCTTY", "pty", e))
+}
+
+/// The pty belongs to the process's user, as with runc (fixStdioPermissions): the uid changes,
+/// the group stays the one devpts gave (`gid=5`, tty). Like runc, an owner or group the user
+/// namespace cannot map (EINVAL, EPERM) or a read-only devpts (EROFS) leaves it as it is.
+fn give_to_user(slave: &OwnedFd, uid: u32) -> Result<()> {
+    let st = nix::sys::stat::fstat(slave.as_raw_fd()).ctx("stat", "pty")?;
+    if st.st_uid == uid {
+        return Ok(());
+    }
+    match nix::unistd::fchown(slave.as_raw_fd(), Some(uid.into()), None) {
+        Ok(())
+        | Err(nix::errno::Errno::EINVAL | nix::errno::Errno::EPERM | nix::errno::Errno::EROFS) => {
+            Ok(())
+        }
+        Err(e) => Err(Error::sys("chown pty to uid", uid, e)),
+    }
+}
+
+/// The pty slave bound on /dev/console, as runc and crun do.
+fn bind_console(slave: &OwnedFd) -> Result<()> {
     let root = std::fs::File::open("/").ctx("open", "/")?;
     let console = safe_path::ensure_in_root(
         root.as_fd(),
@@ -54,11 +90,7 @@ pub fn setup_console(sock: &OwnedFd, size: Option<(u16, u16)>) -> Result<()> {
         nix::mount::MsFlags::MS_BIND,
         None::<&str>,
     )
-    .ctx("bind pty on", "/dev/console")?;
-    for fd in 0..3 {
-        nix::unistd::dup2(slave.as_raw_fd(), fd).ctx("dup2 pty to", fd)?;
-    }
-    crate::sys::set_controlling_tty(0).map_err(|e| Error::sys("ioctl TIOCSCTTY", "pty", e))
+    .ctx("bind pty on", "/dev/console")
 }
 
 use std::os::unix::fs::OpenOptionsExt;

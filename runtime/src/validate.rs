@@ -39,11 +39,7 @@ pub fn check(spec: &Spec) -> Result<()> {
         }
     }
     if !seen.contains(&LinuxNamespaceType::Mount) {
-        // Without its own mount namespace the container's mounts would land in the host's table.
-        return Err(Error::spec(
-            "linux.namespaces",
-            "a mount namespace is required",
-        ));
+        no_mount_namespace(spec, linux)?;
     }
     if spec.hostname().as_ref().is_some_and(|h| !h.is_empty())
         && !seen.contains(&LinuxNamespaceType::Uts)
@@ -111,6 +107,36 @@ pub fn check(spec: &Spec) -> Result<()> {
     Ok(())
 }
 
+/// Without a mount namespace the container shares the runtime's (runtime-spec: "the container
+/// … shares the runtime's mount namespace"), and runs chrooted in its rootfs. What would have to
+/// change that shared table is refused, naming the field: runc refuses masked and read-only
+/// paths, and would make `mounts` and a read-only root in the host's own mount table.
+fn no_mount_namespace(spec: &Spec, linux: &oci_spec::runtime::Linux) -> Result<()> {
+    let why = "needs a mount namespace of the container's own (it would change the host's mounts)";
+    if spec.mounts().as_ref().is_some_and(|m| !m.is_empty()) {
+        return Err(Error::spec("mounts", why));
+    }
+    if linux.masked_paths().as_ref().is_some_and(|m| !m.is_empty()) {
+        return Err(Error::spec("linux.maskedPaths", why));
+    }
+    if linux
+        .readonly_paths()
+        .as_ref()
+        .is_some_and(|m| !m.is_empty())
+    {
+        return Err(Error::spec("linux.readonlyPaths", why));
+    }
+    if spec
+        .root()
+        .as_ref()
+        .and_then(|r| r.readonly())
+        .unwrap_or(false)
+    {
+        return Err(Error::spec("root.readonly", why));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,6 +171,22 @@ mod tests {
             e.contains("mounts[0].options") && e.contains("user namespace"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn no_mount_namespace_refuses_only_what_would_touch_the_host() {
+        let s = |extra: &str| -> Spec {
+            serde_json::from_str(&format!(
+                r#"{{"ociVersion":"1.0.2","root":{{"path":"rootfs"}},"process":{{"cwd":"/","user":{{"uid":0,"gid":0}},"args":["sh"]}},
+                "linux":{{"namespaces":[{{"type":"pid"}}]{extra}}}}}"#
+            ))
+            .unwrap()
+        };
+        check(&s("")).unwrap();
+        let e = check(&s(r#","maskedPaths":["/proc/kcore"]"#))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("linux.maskedPaths"), "{e}");
     }
 
     #[test]

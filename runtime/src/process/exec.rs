@@ -10,9 +10,9 @@
 //!  the --cgroup sub-cgroups)
 //!  Go ────────────────────────────────────▶ setns user, others, mount last; setsid;
 //!                                           console, rlimits, caps, user, cwd;
-//!                                           clear PDEATHSIG (detached); seccomp
+//!                                           clear PDEATHSIG (detached)
 //!  ◀─────────────────────────────────────── Ready (or Failed{msg})
-//!  pid file; wait or exit                   close fds, execve
+//!  pid file; wait or exit                   close fds, seccomp, execve
 //! ```
 
 use super::identity;
@@ -21,7 +21,7 @@ use super::sync::{self, Msg};
 use crate::error::{Context, Error, Result};
 use crate::state::{self, State};
 use crate::sys::{self, Forked};
-use oci_spec::runtime::Spec;
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 
@@ -95,6 +95,7 @@ pub fn spawn(st: &State, spec: &Spec, plan: &ProcPlan, o: &ExecOpts) -> Result<S
             verb: "exec in",
         })?;
     let nss = open_namespaces(spec, init)?;
+    let root = chroot_of(spec, init)?;
     crate::tty::require_console(plan.terminal, o.console)?;
     let (console, proxy) = super::connect_console(plan.terminal, o.console)?;
     // pid and time namespaces apply to our children: enter them here, so one clone suffices.
@@ -117,7 +118,7 @@ pub fn spawn(st: &State, spec: &Spec, plan: &ProcPlan, o: &ExecOpts) -> Result<S
         Forked::Child => {
             drop(parent);
             drop(proxy);
-            let res = child_story(&nss, plan, console.as_ref(), &child, o);
+            let res = child_story(&nss, root.as_ref(), plan, console.as_ref(), &child, o, st);
             let msg = match res {
                 Ok(e) => format!("exec {}: {e}", plan.args[0]),
                 Err(e) => e.to_string(),
@@ -164,12 +165,29 @@ pub fn spawn(st: &State, spec: &Spec, plan: &ProcPlan, o: &ExecOpts) -> Result<S
     }
 }
 
+/// A container without a mount namespace of its own runs chrooted in its rootfs (see
+/// `rootfs::pivot::chroot`): the exec'd process gets the same root, the init's, opened here.
+fn chroot_of(spec: &Spec, init: i32) -> Result<Option<std::fs::File>> {
+    let has_mount_ns = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|v| v.iter().any(|n| n.typ() == LinuxNamespaceType::Mount));
+    if has_mount_ns {
+        return Ok(None);
+    }
+    let p = format!("/proc/{init}/root");
+    std::fs::File::open(&p).ctx("open", &p).map(Some)
+}
+
 fn child_story(
     nss: &[NsFd],
+    root: Option<&std::fs::File>,
     plan: &ProcPlan,
     console: Option<&OwnedFd>,
     chan: &sync::Channel,
     o: &ExecOpts,
+    st: &State,
 ) -> Result<nix::errno::Errno> {
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
         .ctx("prctl", "PR_SET_PDEATHSIG")?;
@@ -191,17 +209,23 @@ fn child_story(
         log::debug!("exec: join {} namespace", n.name);
         sys::setns(n.fd.as_fd(), n.nstype).ctx("setns", format!("{} namespace", n.name))?;
     }
+    if let Some(r) = root {
+        nix::unistd::fchdir(std::os::fd::AsRawFd::as_raw_fd(r)).ctx("fchdir", "container root")?;
+        nix::unistd::chroot(".").ctx("chroot", "container root")?;
+        nix::unistd::chdir("/").ctx("chdir", "/")?;
+    }
+    if !st.no_new_keyring {
+        // runc's setns init: the container's keyring, found by name (the init opened it to search).
+        crate::keyring::join(&st.id, None)?;
+    }
     nix::unistd::setsid().ctx("setsid", "exec process")?;
-    let (exe, envp) = identity::assume(plan, console)?;
+    // runc's setns init: the pty is not bound on /dev/console (that is the init's).
+    identity::console(plan, console, false)?;
+    let (exe, envp) = identity::assume(plan)?;
     if o.detach {
         // A detached exec outlives `carte exec`, which exits as soon as it reads Ready: clear the
-        // death signal before sending it (and before seccomp, which could filter prctl).
+        // death signal before sending it.
         nix::sys::prctl::set_pdeathsig(None).ctx("prctl", "PR_SET_PDEATHSIG")?;
-    }
-    if plan.no_new_privs {
-        if let Some(s) = &plan.seccomp {
-            s.install().ctx("seccomp", "install filter")?;
-        }
     }
     chan.send(&Msg::Ready)?;
     crate::signals::reset_defaults()?;
@@ -211,5 +235,7 @@ fn child_story(
         .unwrap_or(0);
     crate::proc_attrs::keep_fds(3, o.preserve_fds + listen)?;
     sys::close_range_cloexec(3 + o.preserve_fds + listen).ctx("close_range", "fds above stdio")?;
+    // Last: after the filter nothing but execve (see `identity::install_seccomp`).
+    identity::install_seccomp(plan)?;
     Ok(sys::execve(&exe, &plan.argv, &envp))
 }

@@ -29,6 +29,8 @@ pub struct InitArgs<'a> {
     /// The cgroup v1 directories to join by ourselves (`cgroups::self_join_dirs`), first thing
     /// after Go; none when the parent placed us.
     pub self_join: Option<Vec<std::path::PathBuf>>,
+    /// `--no-new-keyring`: keep the runtime's session keyring instead of the container's own.
+    pub no_new_keyring: bool,
 }
 
 /// Entry point in the child; never returns.
@@ -71,7 +73,14 @@ fn story(
     if plan.ns.bridge {
         super::bridge::enter_namespaces(plan, chan)?;
     }
-    let state: State = match chan.recv()? {
+    // With a user namespace, the bind sources the parent opened for us may come first.
+    let (mut msg, fds) = chan.recv_fds()?;
+    let mut sources: Vec<(usize, OwnedFd)> = vec![];
+    if let Some(Msg::Sources(idx)) = &msg {
+        sources = idx.iter().copied().zip(fds).collect();
+        msg = chan.recv()?;
+    }
+    let state: State = match msg {
         Some(Msg::Go(st)) => *st,
         Some(Msg::Failed(m)) => return Err(Error::Other(m)),
         _ => sys::exit_now(1),
@@ -97,17 +106,26 @@ fn story(
         log::debug!("unshare cgroup namespace (rooted at the container's cgroup)");
         sys::unshare(libc::CLONE_NEWCGROUP).ctx("unshare", "cgroup namespace")?;
     }
+    let userns = plan.ns.uid_map.is_some()
+        || plan
+            .ns
+            .joins
+            .iter()
+            .any(|j| j.nstype == libc::CLONE_NEWUSER);
+    if !a.no_new_keyring {
+        // runc's per-container session keyring: the container never shares the runtime's keys.
+        crate::keyring::join(&state.id, Some(userns))?;
+    }
+    let mount_ns = plan.ns.new_flags & libc::CLONE_NEWNS != 0
+        || plan.ns.joins.iter().any(|j| j.nstype == libc::CLONE_NEWNS);
     rootfs::prepare(&rootfs::Prepare {
         spec: a.spec,
         rootfs: a.rootfs,
         bundle: a.bundle,
-        bind_devices: plan.ns.uid_map.is_some()
-            || plan
-                .ns
-                .joins
-                .iter()
-                .any(|j| j.nstype == libc::CLONE_NEWUSER),
+        bind_devices: userns,
         hierarchies: &hierarchies,
+        sources: &sources,
+        mount_ns,
     })?;
     if plan.runtime_hooks {
         chan.send(&Msg::HooksPlease)?;
@@ -120,29 +138,29 @@ fn story(
         &state.oci_json(Status::Creating),
         crate::hooks::Inherit::Process(&plan.proc.envp),
     )?;
-    rootfs::enter(a.spec, a.rootfs, a.no_pivot)?;
+    // The fifo is reopened through our own fd directory, held from here: after the pivot (or the
+    // chroot of a container without a mount namespace) the host's /proc is out of reach.
+    let fd_dir = std::fs::File::open("/proc/self/fd").ctx("open", "/proc/self/fd")?;
+    rootfs::enter(a.spec, a.rootfs, a.no_pivot, mount_ns)?;
     // Sysctls before /proc/sys becomes read-only.
     for (k, v) in &plan.sysctl {
         crate::proc_attrs::write_sysctl(k, v)?;
     }
+    // The console before `finish`: its /dev/console mount point must be made while /dev is still
+    // writable (runc sets up the console before it remounts tmpfs mounts and /dev read-only).
+    nix::unistd::setsid().ctx("setsid", "init")?;
+    super::identity::console(&plan.proc, a.console.as_ref(), mount_ns)?;
     rootfs::finish(a.spec)?;
     crate::proc_attrs::set_hostname(plan.hostname.as_deref(), plan.domainname.as_deref())?;
-    nix::unistd::setsid().ctx("setsid", "init")?;
-    let (exe, envp) = super::identity::assume(&plan.proc, a.console.as_ref())?;
+    let (exe, envp) = super::identity::assume(&plan.proc)?;
     chan.send(&Msg::Ready)?;
     chan.expect(Msg::Commit)?;
     nix::sys::prctl::set_pdeathsig(None).ctx("prctl", "PR_SET_PDEATHSIG")?;
-    // With no_new_privs, seccomp goes as late as possible: fewer of our own calls are filtered.
-    if plan.proc.no_new_privs {
-        if let Some(s) = &plan.proc.seccomp {
-            s.install().ctx("seccomp", "install filter")?;
-        }
-    }
     chan.send(&Msg::Committed)?;
     committed.set(true);
     // Kept open (close-on-exec) until execve: `start` waits for it to close before it runs the
     // poststart hooks, so they always come after the startContainer hooks and the exec.
-    let _started = wait_for_start(&a.fifo)?;
+    let _started = wait_for_start(&fd_dir, &a.fifo)?;
     crate::hooks::run_all_inheriting(
         "startContainer",
         hooks.and_then(|h| h.start_container().as_ref()),
@@ -150,18 +168,26 @@ fn story(
         crate::hooks::Inherit::Process(&envp),
     )?;
     prepare_exec(a)?;
+    // The very last step: after the filter we make no syscall but execve, so a profile needs to
+    // allow only what the container's program does, plus execve.
+    super::identity::install_seccomp(&plan.proc)?;
     Ok(sys::execve(&exe, &plan.proc.argv, &envp))
 }
 
-/// Block until `start` opens the fifo for reading, then tell it we go on. Reopened through
-/// /proc/self/fd because the host path is no longer reachable after the pivot.
-fn wait_for_start(fifo: &std::fs::File) -> Result<std::fs::File> {
-    let p = format!("/proc/self/fd/{}", fifo.as_raw_fd());
-    let w = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&p)
-        .ctx("open exec fifo", &p)?;
-    nix::unistd::write(&w, b"0").ctx("write exec fifo", &p)?;
+/// Block until `start` opens the fifo for reading, then tell it we go on. Reopened through our fd
+/// directory (opened before the pivot) because the host path is no longer reachable.
+fn wait_for_start(fd_dir: &std::fs::File, fifo: &std::fs::File) -> Result<std::fs::File> {
+    let name = fifo.as_raw_fd().to_string();
+    let shown = format!("/proc/self/fd/{name}");
+    let w = nix::fcntl::openat(
+        Some(fd_dir.as_raw_fd()),
+        name.as_str(),
+        nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map(|fd| std::fs::File::from(sys::own(fd)))
+    .ctx("open exec fifo", &shown)?;
+    nix::unistd::write(&w, b"0").ctx("write exec fifo", &shown)?;
     Ok(w)
 }
 

@@ -31,6 +31,8 @@ pub struct CreateOpts<'a> {
     pub no_pivot: bool,
     pub preserve_fds: u32,
     pub systemd: bool,
+    /// `--no-new-keyring`: the container keeps the runtime's session keyring.
+    pub no_new_keyring: bool,
 }
 
 pub struct Created {
@@ -67,6 +69,7 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
         .and_then(|l| l.cgroups_path().clone());
     st.cgroup_path = cgroups::path_for(spec_cg.as_deref(), o.id, o.systemd);
     st.systemd_cgroup = o.systemd;
+    st.no_new_keyring = o.no_new_keyring;
     st.pid_file = o.pid_file.map(absolute);
     let res = b.spec.linux().as_ref().and_then(|l| l.resources().as_ref());
     cgroups::preflight(&st.cgroup_path, o.systemd, res)?;
@@ -168,6 +171,7 @@ fn spawn(
                     .chain(proxy.as_ref().map(|p| p.as_raw_fd()))
                     .collect(),
                 self_join: self_join.clone(),
+                no_new_keyring: o.no_new_keyring,
             };
             init::run(args, child)
         }
@@ -210,6 +214,16 @@ fn spawn(
     if let Some(adj) = b.spec.process().as_ref().and_then(|p| p.oom_score_adj()) {
         let f = format!("/proc/{pid}/oom_score_adj");
         std::fs::write(&f, adj.to_string()).ctx("write", &f)?;
+    }
+    if userns && plan.ns.new_flags & libc::CLONE_NEWNS != 0 {
+        // Opened as host root, in the init's new mount namespace (it exists by now): inside its
+        // user namespace the init may not reach them.
+        let sources = crate::rootfs::sources::open_in(pid, &b.spec, &b.dir)?;
+        if !sources.is_empty() {
+            let (idx, fds): (Vec<usize>, Vec<i32>) =
+                sources.iter().map(|(i, f)| (*i, f.as_raw_fd())).unzip();
+            parent.send_fds(&Msg::Sources(idx), &fds)?;
+        }
     }
     parent.send(&Msg::Go(Box::new(st.clone())))?;
     loop {

@@ -12,14 +12,18 @@
 //!  ◀────────────────────────────────────────── InitPid(host pid)   [bridge only]
 //!  record pid + start time in state.json
 //!  cgroup: create, join, limits; oom_score_adj
-//!  Go ───────────────────────────────────────▶ join namespaces, cgroup ns, mounts, devices
+//!  [user ns: open bind sources in its mount ns]
+//!  Sources(indices) + fds ───────────────────▶ [kept for the bind mounts]
+//!  Go ───────────────────────────────────────▶ join namespaces, cgroup ns, session keyring,
+//!                                              mounts, devices
 //!  run prestart + createRuntime hooks ◀─────── HooksPlease
-//!  HooksDone ────────────────────────────────▶ createContainer hooks, pivot_root, paths,
-//!                                              hostname, sysctl, rlimits, user, caps, seccomp
+//!  HooksDone ────────────────────────────────▶ createContainer hooks, pivot_root, sysctl,
+//!                                              console, paths, hostname, rlimits, user, caps
 //!  ◀────────────────────────────────────────── Ready (or Failed{msg} at any step)
 //!  pid file, state.json
 //!  Commit ───────────────────────────────────▶ clear PDEATHSIG
-//!  exit 0   ◀──────────────────────────────── Committed; then block on exec.fifo until `start`
+//!  exit 0   ◀──────────────────────────────── Committed; then block on exec.fifo until `start`,
+//!                                              startContainer hooks, fds, seccomp, execve
 //! ```
 
 use crate::error::{Context, Error, Result};
@@ -44,6 +48,9 @@ pub enum Msg {
     Commit,
     Committed,
     Failed(String),
+    /// Bind-mount sources the parent opened in the container's mount namespace (user namespaces
+    /// only): the `mounts` indices, in the order of the fds that travel with the message.
+    Sources(Vec<usize>),
 }
 
 pub struct Channel {
@@ -78,6 +85,60 @@ impl Channel {
                 Err(e) => return Err(Error::sys("send", format!("sync message {m:?}"), e)),
             }
         }
+    }
+
+    /// Send `m` with `fds` attached (SCM_RIGHTS); the peer takes them with [`Channel::recv_fds`].
+    pub fn send_fds(&self, m: &Msg, fds: &[std::os::fd::RawFd]) -> Result<()> {
+        use nix::sys::socket::{sendmsg, ControlMessage};
+        let data =
+            serde_json::to_vec(m).map_err(|e| Error::Other(format!("encode sync message: {e}")))?;
+        let cmsg = [ControlMessage::ScmRights(fds)];
+        sendmsg::<()>(
+            self.fd.as_raw_fd(),
+            &[std::io::IoSlice::new(&data)],
+            &cmsg,
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        )
+        .map(drop)
+        .ctx("send", format!("sync message {m:?} with {} fds", fds.len()))
+    }
+
+    /// The next message and the fds that came with it.
+    pub fn recv_fds(&self) -> Result<(Option<Msg>, Vec<OwnedFd>)> {
+        use nix::sys::socket::{recvmsg, ControlMessageOwned};
+        let mut buf = vec![0u8; MAX_MSG + 64];
+        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 64]);
+        let (n, fds) = loop {
+            let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+            match recvmsg::<()>(
+                self.fd.as_raw_fd(),
+                &mut iov,
+                Some(&mut space),
+                MsgFlags::MSG_CMSG_CLOEXEC,
+            ) {
+                Ok(r) => {
+                    let mut fds = vec![];
+                    for c in r
+                        .cmsgs()
+                        .map_err(|e| Error::sys("recvmsg", "sync fds", e))?
+                    {
+                        if let ControlMessageOwned::ScmRights(v) = c {
+                            fds.extend(v.into_iter().map(crate::sys::own));
+                        }
+                    }
+                    break (r.bytes, fds);
+                }
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(Error::sys("recv", "sync message", e)),
+            }
+        };
+        if n == 0 {
+            return Ok((None, fds));
+        }
+        serde_json::from_slice(&buf[..n])
+            .map(|m| (Some(m), fds))
+            .map_err(|e| Error::Other(format!("decode sync message: {e}")))
     }
 
     /// The next message; `None` when the other side is gone (it died or exited).

@@ -10,6 +10,7 @@ pub mod paths;
 pub mod pivot;
 pub mod proc_guard;
 pub mod safe_path;
+pub mod sources;
 
 use crate::error::{Context, Error, Result};
 use nix::mount::MsFlags;
@@ -24,12 +25,68 @@ pub struct Prepare<'a> {
     /// Inside a new user namespace mknod is refused: bind the host's device nodes instead.
     pub bind_devices: bool,
     pub hierarchies: &'a [cgroupfs::Hierarchy],
+    /// Bind sources the parent opened for us (user namespaces): (mount index, O_PATH fd).
+    pub sources: &'a [(usize, std::os::fd::OwnedFd)],
+    /// The container has a mount namespace of its own. Without one (the spec allows it) it
+    /// shares the runtime's: nothing is mounted (validate refuses `mounts`), only a chroot.
+    pub mount_ns: bool,
 }
 
 /// Everything up to (not including) the pivot.
 pub fn prepare(p: &Prepare) -> Result<()> {
+    if p.mount_ns {
+        bind_root(p)?;
+    }
+    let root = std::fs::File::open(p.rootfs).ctx("open rootfs", p.rootfs.display())?;
+    for (i, m) in p
+        .spec
+        .mounts()
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        let src = p.sources.iter().find(|(at, _)| *at == i).map(|(_, fd)| fd);
+        mount::mount_one(root.as_fd(), m, p.bundle, p.hierarchies, src)?;
+    }
     let linux = p.spec.linux().as_ref();
-    let prop = match linux.and_then(|l| l.rootfs_propagation().as_deref()) {
+    let mut devs = devices::defaults();
+    for (i, d) in linux
+        .and_then(|l| l.devices().as_ref())
+        .map(|v| v.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        devs.push(devices::from_spec(d, i)?);
+    }
+    log::debug!("create {} devices in /dev", devs.len());
+    for d in &devs {
+        devices::create(root.as_fd(), d, p.bind_devices)?;
+    }
+    devices::links(root.as_fd())?;
+    // runc creates a missing process.cwd; so do we (as root, before the user change).
+    if let Some(cwd) = p
+        .spec
+        .process()
+        .as_ref()
+        .map(|pr| pr.cwd())
+        .filter(|c| c.is_absolute())
+    {
+        safe_path::ensure_in_root(root.as_fd(), cwd, false, cwd)?;
+    }
+    Ok(())
+}
+
+/// The container's mount namespace: `rootfsPropagation` (default rslave) on everything, the
+/// rootfs's parent mount private, and the rootfs bound on itself (pivot_root needs a mount point).
+fn bind_root(p: &Prepare) -> Result<()> {
+    let prop = match p
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.rootfs_propagation().as_deref())
+    {
         Some(w) if !w.is_empty() => mount::propagation(w).ok_or_else(|| {
             Error::spec(
                 "linux.rootfsPropagation",
@@ -60,37 +117,7 @@ pub fn prepare(p: &Prepare) -> Result<()> {
         MsFlags::MS_BIND | MsFlags::MS_REC,
         None::<&str>,
     )
-    .ctx("bind mount rootfs", p.rootfs.display())?;
-    let root = std::fs::File::open(p.rootfs).ctx("open rootfs", p.rootfs.display())?;
-    for m in p.spec.mounts().as_deref().unwrap_or_default() {
-        mount::mount_one(root.as_fd(), m, p.bundle, p.hierarchies)?;
-    }
-    let mut devs = devices::defaults();
-    for (i, d) in linux
-        .and_then(|l| l.devices().as_ref())
-        .map(|v| v.as_slice())
-        .unwrap_or_default()
-        .iter()
-        .enumerate()
-    {
-        devs.push(devices::from_spec(d, i)?);
-    }
-    log::debug!("create {} devices in /dev", devs.len());
-    for d in &devs {
-        devices::create(root.as_fd(), d, p.bind_devices)?;
-    }
-    devices::links(root.as_fd())?;
-    // runc creates a missing process.cwd; so do we (as root, before the user change).
-    if let Some(cwd) = p
-        .spec
-        .process()
-        .as_ref()
-        .map(|pr| pr.cwd())
-        .filter(|c| c.is_absolute())
-    {
-        safe_path::ensure_in_root(root.as_fd(), cwd, false, cwd)?;
-    }
-    Ok(())
+    .ctx("bind mount rootfs", p.rootfs.display())
 }
 
 /// The mount point holding `path`: the longest mount point in our table that is a prefix of it.
@@ -104,9 +131,16 @@ fn parent_mount(path: &Path) -> std::path::PathBuf {
         .unwrap_or_else(|| "/".into())
 }
 
-/// After createContainer hooks: the pivot, then `rootfsPropagation` on the new `/` (applying
-/// it before the pivot would reach the host's mounts when they are shared).
-pub fn enter(spec: &Spec, rootfs: &Path, no_pivot: bool) -> Result<()> {
+/// After createContainer hooks: the pivot, then `rootfsPropagation` on the new `/` alone. runc
+/// applies it only before (to every mount, see `bind_root`), which leaves the rootfs's own mount
+/// private whatever the value; the spec says the value is the rootfs's propagation, so it is set
+/// on `/` too, never recursively: the container's mounts keep what the config gave them (an
+/// `rshared` volume stays in the host's peer group). Without a mount namespace of its own the
+/// container only gets a chroot, as with runc (a pivot would move the host's root).
+pub fn enter(spec: &Spec, rootfs: &Path, no_pivot: bool, mount_ns: bool) -> Result<()> {
+    if !mount_ns {
+        return pivot::chroot(rootfs);
+    }
     if no_pivot {
         pivot::move_root(rootfs)?;
     } else {
@@ -118,7 +152,7 @@ pub fn enter(spec: &Spec, rootfs: &Path, no_pivot: bool) -> Result<()> {
         .and_then(|l| l.rootfs_propagation().as_deref())
         .filter(|w| !w.is_empty())
     {
-        let flag = mount::propagation(w).unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC);
+        let flag = mount::propagation(w).unwrap_or(MsFlags::MS_SLAVE) - MsFlags::MS_REC;
         nix::mount::mount(None::<&str>, "/", None::<&str>, flag, None::<&str>)
             .ctx("set propagation of", "/")?;
     }
@@ -128,6 +162,18 @@ pub fn enter(spec: &Spec, rootfs: &Path, no_pivot: bool) -> Result<()> {
 /// After the pivot: masked and read-only paths, then the read-only root.
 pub fn finish(spec: &Spec) -> Result<()> {
     let linux = spec.linux().as_ref();
+    // tmpfs mounts and /dev were mounted writable so their mount points, devices and the console
+    // could be made in them; now the `ro` they asked for (runc's finalizeRootfs).
+    let root = std::fs::File::open("/").ctx("open", "/")?;
+    for m in spec.mounts().as_deref().unwrap_or_default() {
+        if mount::readonly_later(m) {
+            let dest = m.destination();
+            log::debug!("make {} read-only", dest.display());
+            let fd = safe_path::open_in_root(root.as_fd(), dest).ctx("open", dest.display())?;
+            crate::sys::mount_setattr_fd(fd.as_fd(), crate::sys::MOUNT_ATTR_RDONLY, false)
+                .ctx("remount read-only", dest.display())?;
+        }
+    }
     paths::mask(
         linux
             .and_then(|l| l.masked_paths().as_deref())

@@ -121,16 +121,29 @@ pub fn propagation(word: &str) -> Option<MsFlags> {
     })
 }
 
-/// Mount one spec entry under the rootfs. `bundle` resolves relative bind sources.
+/// A tmpfs or /dev asked to be read-only is mounted writable and made read-only after the pivot
+/// (`rootfs::finish`), as runc does: mount points, devices and the console are made in it first.
+pub fn readonly_later(m: &Mount) -> bool {
+    let o = parse_options(m.options().as_deref().unwrap_or_default());
+    let dev = m.destination().components().collect::<PathBuf>() == Path::new("/dev");
+    o.flags.contains(MsFlags::MS_RDONLY) && (m.typ().as_deref() == Some("tmpfs") || dev)
+}
+
+/// Mount one spec entry under the rootfs. `bundle` resolves relative bind sources; `src_fd` is
+/// the source the parent opened for us (see `sources`), used instead of the path.
 pub fn mount_one(
     rootfd: BorrowedFd,
     m: &Mount,
     bundle: &Path,
     hierarchies: &[super::cgroupfs::Hierarchy],
+    src_fd: Option<&std::os::fd::OwnedFd>,
 ) -> Result<()> {
     let dest = m.destination();
     let typ = m.typ().as_deref().unwrap_or("");
-    let o = parse_options(m.options().as_deref().unwrap_or_default());
+    let mut o = parse_options(m.options().as_deref().unwrap_or_default());
+    if readonly_later(m) {
+        o.flags.remove(MsFlags::MS_RDONLY);
+    }
     let is_bind = o.flags.contains(MsFlags::MS_BIND) || typ == "bind";
     let source: Option<PathBuf> = m.source().as_ref().map(|s| {
         if is_bind && s.is_relative() {
@@ -146,7 +159,13 @@ pub fn mount_one(
         super::proc_guard::ordinary_directory(rootfd, dest, typ)?;
     }
     // A bind of a file needs a file as its mount point; everything else a directory.
-    let file = is_bind && source.as_ref().map(|s| !s.is_dir()).unwrap_or(false);
+    let file = is_bind
+        && match src_fd {
+            Some(fd) => nix::sys::stat::fstat(std::os::fd::AsRawFd::as_raw_fd(fd))
+                .map(|st| st.st_mode & libc::S_IFMT != libc::S_IFDIR)
+                .unwrap_or(false),
+            None => source.as_ref().map(|s| !s.is_dir()).unwrap_or(false),
+        };
     let target = safe_path::ensure_in_root(rootfd, dest, file, dest)?;
     if is_bind || !matches!(typ, "proc" | "sysfs" | "tmpfs" | "mqueue") {
         let src = source.as_deref().filter(|_| is_bind);
@@ -173,8 +192,10 @@ pub fn mount_one(
             )
         })?;
         let rec = o.flags & MsFlags::MS_REC;
+        let by_fd = src_fd.map(safe_path::fd_path);
+        let from = by_fd.as_deref().map(Path::new).unwrap_or(&src);
         mount(
-            Some(&src),
+            Some(from),
             tpath.as_str(),
             None::<&str>,
             MsFlags::MS_BIND | rec,

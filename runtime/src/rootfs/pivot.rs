@@ -3,16 +3,22 @@
 
 use crate::error::{Context, Result};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use std::os::fd::AsRawFd;
 use std::path::Path;
 
 /// pivot_root(".", ".") stacks the old root on top of the new one at `/`; after we detach it,
-/// nothing of the host's tree is reachable from the container. The old root is made a slave
-/// first so the detach cannot propagate back to the host's mounts.
+/// nothing of the host's tree is reachable from the container. Before the detach the old root
+/// (and only it: we stand in it, through the fd opened before the pivot, as runc does) is made
+/// rslave, so the unmount cannot propagate back to the host's mounts. Making "." rslave while
+/// standing in the new root instead would turn every container mount into a slave, and an
+/// `rshared` volume would leave the host's peer group.
 pub fn pivot(rootfs: &Path) -> Result<()> {
     log::debug!("pivot_root into {}", rootfs.display());
+    let old = std::fs::File::open("/").ctx("open", "/")?;
     let dir = std::fs::File::open(rootfs).ctx("open", rootfs.display())?;
-    nix::unistd::fchdir(std::os::fd::AsRawFd::as_raw_fd(&dir)).ctx("fchdir", rootfs.display())?;
+    nix::unistd::fchdir(dir.as_raw_fd()).ctx("fchdir", rootfs.display())?;
     nix::unistd::pivot_root(".", ".").ctx("pivot_root", rootfs.display())?;
+    nix::unistd::fchdir(old.as_raw_fd()).ctx("fchdir", "old root")?;
     mount(
         None::<&str>,
         ".",
@@ -22,6 +28,15 @@ pub fn pivot(rootfs: &Path) -> Result<()> {
     )
     .ctx("make old root rslave", "/")?;
     umount2(".", MntFlags::MNT_DETACH).ctx("detach old root", "/")?;
+    nix::unistd::chdir("/").ctx("chdir", "/")
+}
+
+/// A container without a mount namespace of its own shares the runtime's: it only gets a chroot
+/// into the rootfs (runc's `chroot()`), since a pivot or a move would change the host's tree.
+pub fn chroot(rootfs: &Path) -> Result<()> {
+    log::debug!("chroot into {} (no mount namespace)", rootfs.display());
+    nix::unistd::chdir(rootfs).ctx("chdir", rootfs.display())?;
+    nix::unistd::chroot(".").ctx("chroot", rootfs.display())?;
     nix::unistd::chdir("/").ctx("chdir", "/")
 }
 
