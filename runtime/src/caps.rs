@@ -48,7 +48,10 @@ pub struct CapPlan {
 /// Resolves `process.capabilities` against the running kernel. Capabilities the kernel does not know
 /// (above `cap_last_cap`, e.g. CAP_BPF on Linux < 5.8) are skipped with a warning, as the runtime-spec
 /// asks ("SHOULD NOT fail … MUST be logged as a warning") and runc does; names no kernel knows were already
-/// refused when config.json was parsed. The caller logs [`CapPlan::warnings`].
+/// refused when config.json was parsed. Capabilities the runtime itself cannot hold (outside its own
+/// bounding set: a host or an outer container that dropped CAP_SYS_RESOURCE, say) are skipped with a
+/// warning too — config.md: runtimes "SHOULD NOT fail if the container configuration requests
+/// capabilities that cannot be granted". The caller logs [`CapPlan::warnings`].
 pub fn plan(spec: Option<&LinuxCapabilities>) -> Result<CapPlan, CapsError> {
     let text =
         std::fs::read_to_string(CAP_LAST_CAP).map_err(|e| CapsError::LastCap(e.to_string()))?;
@@ -56,11 +59,29 @@ pub fn plan(spec: Option<&LinuxCapabilities>) -> Result<CapPlan, CapsError> {
         .trim()
         .parse::<u8>()
         .map_err(|e| CapsError::LastCap(format!("{:?}: {e}", text.trim())))?;
-    plan_for_kernel(spec, last_cap)
+    plan_for_kernel(spec, last_cap, own_bounding())
 }
 
-/// [`plan`] with the kernel's `cap_last_cap` given (the pure part, unit-tested).
-fn plan_for_kernel(spec: Option<&LinuxCapabilities>, last_cap: u8) -> Result<CapPlan, CapsError> {
+/// Our bounding set as a mask (`CapBnd` of /proc/self/status; every bit when it cannot be read,
+/// so a capset failure then names the capability).
+fn own_bounding() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapBnd:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or(u64::MAX)
+}
+
+/// [`plan`] with the kernel's `cap_last_cap` and the runtime's bounding set given (the pure part,
+/// unit-tested).
+fn plan_for_kernel(
+    spec: Option<&LinuxCapabilities>,
+    last_cap: u8,
+    grantable: u64,
+) -> Result<CapPlan, CapsError> {
     let mut warnings = Vec::new();
     let mut set = |field: &'static str, oci: Option<&Capabilities>| {
         let (known, unknown): (Vec<Cap>, Vec<Cap>) = oci
@@ -74,7 +95,16 @@ fn plan_for_kernel(spec: Option<&LinuxCapabilities>, last_cap: u8) -> Result<Cap
                 names(sorted(&unknown.into_iter().collect()).iter())
             ));
         }
-        known.into_iter().collect::<CapsHashSet>()
+        let (held, not_held): (Vec<Cap>, Vec<Cap>) = known
+            .into_iter()
+            .partition(|c| grantable & (1u64 << c.index()) != 0);
+        if !not_held.is_empty() {
+            warnings.push(format!(
+                "{field}: {} cannot be granted (not in the runtime's own bounding set), skipped",
+                names(sorted(&not_held.into_iter().collect()).iter())
+            ));
+        }
+        held.into_iter().collect::<CapsHashSet>()
     };
     let bounding = set(
         "process.capabilities.bounding",
@@ -315,7 +345,7 @@ mod tests {
 
     #[test]
     fn absent_means_everything_empty() {
-        let plan = plan_for_kernel(None, 40).expect("plan");
+        let plan = plan_for_kernel(None, 40, u64::MAX).expect("plan");
         assert_eq!(plan.drop_bounding, (0..=40).collect::<Vec<u8>>());
         assert!(
             plan.effective.is_empty() && plan.permitted.is_empty() && plan.inheritable.is_empty()
@@ -326,7 +356,7 @@ mod tests {
     #[test]
     fn inconsistent_sets_are_refused_with_the_field() {
         let eff = spec(json!({"effective": ["CAP_KILL", "CAP_CHOWN"], "permitted": ["CAP_KILL"]}));
-        let err = plan_for_kernel(Some(&eff), 40)
+        let err = plan_for_kernel(Some(&eff), 40, u64::MAX)
             .expect_err("refused")
             .to_string();
         assert_eq!(
@@ -335,7 +365,7 @@ mod tests {
         );
         let inh =
             spec(json!({"bounding": ["CAP_KILL"], "inheritable": ["CAP_SYS_ADMIN", "CAP_KILL"]}));
-        let err = plan_for_kernel(Some(&inh), 40)
+        let err = plan_for_kernel(Some(&inh), 40, u64::MAX)
             .expect_err("refused")
             .to_string();
         assert_eq!(
@@ -356,7 +386,7 @@ mod tests {
             "ambient": ["CAP_KILL"],
         }));
         // A 5.7 kernel: cap_last_cap 37, no CAP_BPF (39) or CAP_CHECKPOINT_RESTORE (40).
-        let plan = plan_for_kernel(Some(&caps), 37).expect("plan");
+        let plan = plan_for_kernel(Some(&caps), 37, u64::MAX).expect("plan");
         assert_eq!(
             plan.warnings,
             [
@@ -372,6 +402,22 @@ mod tests {
             (0..=37).filter(|i| *i != kill).collect::<Vec<u8>>()
         );
         assert!(plan.ambient.is_empty());
+    }
+
+    #[test]
+    fn capabilities_the_runtime_lacks_are_warnings() {
+        let caps = spec(json!({
+            "bounding": ["CAP_KILL", "CAP_SYS_RESOURCE"],
+            "permitted": ["CAP_KILL", "CAP_SYS_RESOURCE"], "effective": ["CAP_SYS_RESOURCE"],
+        }));
+        let without = u64::MAX & !(1u64 << Cap::CAP_SYS_RESOURCE.index());
+        let plan = plan_for_kernel(Some(&caps), 40, without).expect("plan");
+        assert_eq!(plan.warnings.len(), 3, "{:?}", plan.warnings);
+        assert!(plan.warnings[0]
+            .starts_with("process.capabilities.bounding: CAP_SYS_RESOURCE cannot be granted"));
+        assert!(plan.effective.is_empty());
+        assert_eq!(plan.permitted, [Cap::CAP_KILL].into_iter().collect());
+        assert!(plan.drop_bounding.contains(&Cap::CAP_SYS_RESOURCE.index()));
     }
 
     /// Sets in /proc/self/status of a forked child that ran the init's sequence.

@@ -108,7 +108,8 @@ pub fn init(
     Ok(())
 }
 
-/// A debug line with the time since start: `elapsed=1.234ms` (text) or `"elapsed":"1.234ms"`.
+/// A debug line with the time since start: `elapsed=1.234ms` before `msg=` (text), or
+/// `"elapsed":"1.234ms"` (JSON).
 fn with_elapsed(line: String, json: bool, d: std::time::Duration) -> String {
     let e = format!("{:.3}ms", d.as_secs_f64() * 1000.0);
     let body = line.trim_end_matches('\n');
@@ -118,7 +119,11 @@ fn with_elapsed(line: String, json: bool, d: std::time::Duration) -> String {
             None => line,
         }
     } else {
-        format!("{body} elapsed={e}\n")
+        // Before msg, so a line still ends with its message.
+        match body.split_once(" msg=") {
+            Some((head, msg)) => format!("{head} elapsed={e} msg={msg}\n"),
+            None => line,
+        }
     }
 }
 
@@ -227,7 +232,7 @@ mod tests {
     fn debug_lines_carry_elapsed() {
         let d = std::time::Duration::from_micros(1500);
         let t = with_elapsed(format_line(false, Level::Debug, "m", "T"), false, d);
-        assert_eq!(t, "time=\"T\" level=debug msg=\"m\" elapsed=1.500ms\n");
+        assert_eq!(t, "time=\"T\" level=debug elapsed=1.500ms msg=\"m\"\n");
         let j = with_elapsed(format_line(true, Level::Debug, "m", "T"), true, d);
         let v: serde_json::Value = serde_json::from_str(j.trim_end()).unwrap();
         assert_eq!(v["elapsed"], "1.500ms");

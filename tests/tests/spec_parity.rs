@@ -46,3 +46,101 @@ fn idmap_without_a_user_namespace_is_an_error() {
     }
     ctx.assert_no_leaks(&id);
 }
+
+/// runtime.md, "State": `pid` is "the ID of the container process. For hooks executed in the runtime
+/// namespace, it is the pid as seen by the runtime. For hooks executed in the container namespace, it
+/// is the pid as seen by the container." createContainer and startContainer run in the container's
+/// namespaces; prestart and createRuntime in the runtime's.
+#[test]
+fn hooks_see_the_pid_of_their_namespace() {
+    let Some(ctx) = Ctx::new() else { return };
+    let dir = ctx.tempdir();
+    let mut b = ctx.bundle();
+    let save = |to: String| json!({"path": "/bin/busybox", "args": ["busybox", "sh", "-c", format!("cat > {to}")]});
+    b.hook(
+        "createRuntime",
+        save(dir.join("runtime.json").display().to_string()),
+    );
+    b.hook(
+        "createContainer",
+        save(dir.join("container.json").display().to_string()),
+    );
+    b.hook("startContainer", save("/tmp/start.json".into()));
+    b.args(&["true"]);
+    b.set("/root/readonly", json!(false));
+    let id = ctx.id("hookpid");
+    ctx.rt.create(&id, &b, &[]).ok();
+    let host_pid = ctx.rt.state(&id)["pid"].as_i64().unwrap_or(0);
+    ctx.rt.start(&id).ok();
+    ctx.rt.wait_status(&id, "stopped");
+    let pid_in = |p: std::path::PathBuf| -> i64 {
+        let text =
+            std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()));
+        let v: Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}: {text}", p.display()));
+        v["pid"].as_i64().unwrap_or(-1)
+    };
+    assert_eq!(
+        pid_in(dir.join("runtime.json")),
+        host_pid,
+        "createRuntime (runtime namespace)"
+    );
+    assert_eq!(
+        pid_in(dir.join("container.json")),
+        1,
+        "createContainer (container namespace)"
+    );
+    assert_eq!(
+        pid_in(b.rootfs().join("tmp/start.json")),
+        1,
+        "startContainer (container namespace)"
+    );
+    ctx.rt.delete(&id).ok();
+    ctx.assert_no_leaks(&id);
+}
+
+/// config.md: "Runtimes SHOULD NOT fail if the container configuration requests capabilities that cannot
+/// be granted, for example, if the runtime operates in a restricted environment with a limited set of
+/// capabilities." Here: one this host's root does not hold itself (this VM lacks CAP_SYS_RESOURCE).
+/// carte runs the container without it and warns; runc 1.1.5 fails with "unable to apply caps".
+#[test]
+fn a_capability_the_runtime_lacks_is_skipped_with_a_warning() {
+    let Some(ctx) = Ctx::new() else { return };
+    let status = std::fs::read_to_string("/proc/self/status").expect("read status");
+    let bnd = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(u64::MAX);
+    // CAP_SYS_RESOURCE is 24.
+    if bnd & (1 << 24) != 0 {
+        eprintln!(
+            "skipped: this host's root holds CAP_SYS_RESOURCE, so every capability can be granted"
+        );
+        return;
+    }
+    let mut b = ctx.bundle();
+    for set in ["bounding", "permitted", "effective"] {
+        b.push(
+            &format!("/process/capabilities/{set}"),
+            json!("CAP_SYS_RESOURCE"),
+        );
+    }
+    let id = ctx.id("capnothere");
+    b.sh("grep CapEff /proc/self/status");
+    let out = ctx.rt.run(&id, &b, &[]);
+    if is_carte() {
+        let out = out.ok();
+        assert!(
+            out.stderr.contains("CAP_SYS_RESOURCE cannot be granted"),
+            "{out}"
+        );
+        let eff = out.stdout.split_whitespace().nth(1).unwrap_or_default();
+        let eff = u64::from_str_radix(eff, 16).unwrap_or(u64::MAX);
+        assert_eq!(eff & (1 << 24), 0, "{out}");
+        assert_ne!(eff, 0, "the other capabilities were granted: {out}");
+    } else {
+        out.fails();
+    }
+    ctx.assert_no_leaks(&id);
+}

@@ -80,11 +80,14 @@ fn story(
         sources = idx.iter().copied().zip(fds).collect();
         msg = chan.recv()?;
     }
-    let state: State = match msg {
+    let mut state: State = match msg {
         Some(Msg::Go(st)) => *st,
         Some(Msg::Failed(m)) => return Err(Error::Other(m)),
         _ => sys::exit_now(1),
     };
+    // The hooks we run (createContainer, startContainer) are in the container's namespaces: their
+    // state names our pid as the container sees it (runtime.md, "State").
+    state.pid = Some(std::process::id() as i32);
     if let Some(dirs) = &a.self_join {
         crate::cgroups::join_self(dirs)?;
     }
