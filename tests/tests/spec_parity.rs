@@ -144,3 +144,34 @@ fn a_capability_the_runtime_lacks_is_skipped_with_a_warning() {
     }
     ctx.assert_no_leaks(&id);
 }
+
+/// config-linux.md, "Devices": "If a file already exists at `path` that does not match the requested
+/// device, the runtime MUST generate an error." Carte used to replace it; runc 1.1.5 keeps the file and
+/// creates no device, without an error.
+#[test]
+fn a_device_path_holding_another_file_is_an_error() {
+    let Some(ctx) = Ctx::new() else { return };
+    let mut b = ctx.bundle();
+    // Outside /dev, which is a fresh tmpfs: the image's own file stays where the device would go.
+    std::fs::write(b.rootfs().join("carte-dev"), "not a device").expect("write");
+    b.push(
+        "/linux/devices",
+        json!({"path": "/carte-dev", "type": "c", "major": 1, "minor": 3, "fileMode": 438}),
+    );
+    b.args(&["true"]);
+    let id = ctx.id("devconflict");
+    let out = ctx.rt.create(&id, &b, &[]);
+    if is_carte() {
+        let out = out.fails();
+        assert!(out.stderr.contains("/carte-dev"), "{out}");
+    } else {
+        out.ok();
+        ctx.rt.delete_force(&id).ok();
+    }
+    assert_eq!(
+        std::fs::read_to_string(b.rootfs().join("carte-dev")).unwrap_or_default(),
+        "not a device",
+        "the image's file was replaced"
+    );
+    ctx.assert_no_leaks(&id);
+}

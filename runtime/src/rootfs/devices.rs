@@ -16,6 +16,10 @@ pub struct Device {
     pub mode: u32,
     pub uid: u32,
     pub gid: u32,
+    /// From `linux.devices`: a file already at the path must be this very device (config-linux.md:
+    /// "If a file already exists at path that does not match the requested device, the runtime
+    /// MUST generate an error"). The defaults simply replace what the image has.
+    pub must_match: bool,
 }
 
 /// runc's default set (config-linux.md "Default Devices").
@@ -37,6 +41,7 @@ pub fn defaults() -> Vec<Device> {
         mode: 0o666,
         uid: 0,
         gid: 0,
+        must_match: false,
     })
     .collect()
 }
@@ -70,7 +75,32 @@ pub fn from_spec(d: &oci_spec::runtime::LinuxDevice, i: usize) -> Result<Device>
         mode: d.file_mode().unwrap_or(0o666) & 0o7777,
         uid: d.uid().unwrap_or(0),
         gid: d.gid().unwrap_or(0),
+        must_match: true,
     })
+}
+
+/// Refuse a file at the device's path that is not the same device.
+fn check_existing(dir: i32, name: &std::ffi::OsStr, d: &Device) -> Result<()> {
+    let st =
+        match nix::sys::stat::fstatat(Some(dir), name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(nix::errno::Errno::ENOENT) => return Ok(()),
+            Err(e) => return Err(Error::sys("stat", d.path.display(), e)),
+        };
+    let kind = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
+    let same =
+        kind == d.kind && (kind == SFlag::S_IFIFO || st.st_rdev == makedev(d.major, d.minor));
+    if same {
+        return Ok(());
+    }
+    Err(Error::spec(
+        "linux.devices",
+        format!(
+            "{}: a file that is not this device is already there (mode {:o})",
+            d.path.display(),
+            st.st_mode
+        ),
+    ))
 }
 
 /// Create one device under the rootfs; `bind` when mknod is not allowed (user namespace).
@@ -89,6 +119,9 @@ pub fn create(rootfd: BorrowedFd, d: &Device, bind: bool) -> Result<()> {
         0,
     )
     .ctx("open", parent.display())?;
+    if d.must_match {
+        check_existing(dir.as_raw_fd(), name, d)?;
+    }
     if bind {
         let t = safe_path::ensure_in_root(rootfd, &d.path, true, &d.path)?;
         return nix::mount::mount(
