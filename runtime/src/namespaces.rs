@@ -49,6 +49,15 @@ pub fn clone_flag(t: LinuxNamespaceType) -> libc::c_int {
     }
 }
 
+impl NsPlan {
+    /// Whether the container has a mount namespace of its own (new or joined); without one it
+    /// shares the runtime's.
+    pub fn mount_namespace(&self) -> bool {
+        self.new_flags & libc::CLONE_NEWNS != 0
+            || self.joins.iter().any(|j| j.nstype == libc::CLONE_NEWNS)
+    }
+}
+
 /// The namespace's file name under `/proc/PID/ns/`.
 pub fn proc_name(t: LinuxNamespaceType) -> &'static str {
     match t {

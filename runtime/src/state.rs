@@ -47,6 +47,12 @@ pub struct State {
     pub no_new_keyring: bool,
     /// The pid file carte wrote. Kept on delete, as runc keeps it: it belongs to whoever asked.
     pub pid_file: Option<PathBuf>,
+    /// For a container without a mount namespace of its own: the mount points below the rootfs
+    /// before `create`, one entry per mount. Its `mounts` land in the runtime's (host's) table, and
+    /// teardown detaches whatever is there beyond these (runtime.md: delete MUST undo what create
+    /// made). Recorded before the init exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared_mounts_before: Option<Vec<PathBuf>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

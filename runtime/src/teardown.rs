@@ -42,9 +42,14 @@ fn wait_pidfd(fd: &std::os::fd::OwnedFd, wait: Duration) {
 /// the rest behind.
 pub fn release(st: &State) -> Result<()> {
     kill_all(st, Duration::from_secs(5));
+    let mounts = match &st.shared_mounts_before {
+        Some(before) => crate::rootfs::shared_mounts::undo(&st.rootfs, before),
+        None => Ok(()),
+    };
     // The pid file stays: runc never removes it, and engines (conmon, shims) read it after the
     // container is gone.
-    cgroups::destroy(&st.cgroup_path, st.systemd_cgroup, &st.id)
+    cgroups::destroy(&st.cgroup_path, st.systemd_cgroup, &st.id)?;
+    mounts
 }
 
 /// Full teardown of a container whose state dir we hold locked — runtime.md's steps 12 and 13,

@@ -109,13 +109,13 @@ pub fn check(spec: &Spec) -> Result<()> {
 
 /// Without a mount namespace the container shares the runtime's (runtime-spec: "the container
 /// … shares the runtime's mount namespace"), and runs chrooted in its rootfs. What would have to
-/// change that shared table is refused, naming the field: runc refuses masked and read-only
-/// paths, and would make `mounts` and a read-only root in the host's own mount table.
+/// change the host's own tree is refused, naming the field (runc would apply masked paths and a
+/// read-only root to the host's mounts). `mounts` are allowed: they go below the rootfs in the
+/// shared table and `delete` takes them away again (`rootfs::shared_mounts`).
 fn no_mount_namespace(spec: &Spec, linux: &oci_spec::runtime::Linux) -> Result<()> {
+    // `mounts` are made in the runtime's namespace under the rootfs, and undone by delete
+    // (`shared_mounts`); these act on the container's `/` after the chroot, which is the host's tree.
     let why = "needs a mount namespace of the container's own (it would change the host's mounts)";
-    if spec.mounts().as_ref().is_some_and(|m| !m.is_empty()) {
-        return Err(Error::spec("mounts", why));
-    }
     if linux.masked_paths().as_ref().is_some_and(|m| !m.is_empty()) {
         return Err(Error::spec("linux.maskedPaths", why));
     }

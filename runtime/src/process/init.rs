@@ -119,8 +119,7 @@ fn story(
         // runc's per-container session keyring: the container never shares the runtime's keys.
         crate::keyring::join(&state.id, Some(userns))?;
     }
-    let mount_ns = plan.ns.new_flags & libc::CLONE_NEWNS != 0
-        || plan.ns.joins.iter().any(|j| j.nstype == libc::CLONE_NEWNS);
+    let mount_ns = plan.ns.mount_namespace();
     rootfs::prepare(&rootfs::Prepare {
         spec: a.spec,
         rootfs: a.rootfs,

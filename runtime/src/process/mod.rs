@@ -71,6 +71,9 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
     st.systemd_cgroup = o.systemd;
     st.no_new_keyring = o.no_new_keyring;
     st.pid_file = o.pid_file.map(absolute);
+    if !plan.ns.mount_namespace() {
+        st.shared_mounts_before = Some(crate::rootfs::shared_mounts::below(&b.rootfs)?);
+    }
     let res = b.spec.linux().as_ref().and_then(|l| l.resources().as_ref());
     cgroups::preflight(&st.cgroup_path, o.systemd, res)?;
     let dir = ContainerDir::claim(o.root, &st, &b.raw)?;

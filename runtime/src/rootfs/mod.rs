@@ -10,6 +10,7 @@ pub mod paths;
 pub mod pivot;
 pub mod proc_guard;
 pub mod safe_path;
+pub mod shared_mounts;
 pub mod sources;
 
 use crate::error::{Context, Error, Result};
