@@ -100,16 +100,22 @@ fn bind_root(p: &Prepare) -> Result<()> {
     log::debug!("make / {prop:?} in the container's mount namespace");
     nix::mount::mount(None::<&str>, "/", None::<&str>, prop, None::<&str>)
         .ctx("set propagation of", "/")?;
-    // pivot_root refuses a shared parent mount; private also keeps our bind off the host.
+    // pivot_root refuses a shared parent mount. runc makes it private; we make it a slave, which
+    // pivot_root accepts as well and which keeps the host as its master: the rootfs bound from it
+    // is then a slave of the host's mount too, so rootfsPropagation `slave` (or `shared`, on top)
+    // really receives the host's mount events, as the spec says it must. Either way nothing we
+    // mount reaches the host. A parent that is already a slave (the default rslave) stays one.
     let parent = parent_mount(p.rootfs);
-    nix::mount::mount(
-        None::<&str>,
-        parent.as_path(),
-        None::<&str>,
-        MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .ctx("make private", parent.display())?;
+    if parent.optional.iter().any(|o| o.starts_with("shared:")) {
+        nix::mount::mount(
+            None::<&str>,
+            parent.mount_point.as_path(),
+            None::<&str>,
+            MsFlags::MS_SLAVE,
+            None::<&str>,
+        )
+        .ctx("make slave", parent.mount_point.display())?;
+    }
     // pivot_root needs the new root to be a mount point.
     nix::mount::mount(
         Some(p.rootfs),
@@ -121,15 +127,29 @@ fn bind_root(p: &Prepare) -> Result<()> {
     .ctx("bind mount rootfs", p.rootfs.display())
 }
 
-/// The mount point holding `path`: the longest mount point in our table that is a prefix of it.
-fn parent_mount(path: &Path) -> std::path::PathBuf {
-    crate::mountinfo::read_self()
-        .unwrap_or_default()
+/// The mount holding `path`: the topmost of the longest mount points that are a prefix of it.
+fn parent_mount(path: &Path) -> crate::mountinfo::Entry {
+    let mounts = crate::mountinfo::read_self().unwrap_or_default();
+    let best = mounts
+        .iter()
+        .filter(|m| path.starts_with(&m.mount_point))
+        .map(|m| m.mount_point.as_os_str().len())
+        .max()
+        .unwrap_or(0);
+    // mountinfo lists mounts in mount order: the last one at a point is the one on top.
+    mounts
         .into_iter()
-        .map(|m| m.mount_point)
-        .filter(|m| path.starts_with(m))
-        .max_by_key(|m| m.as_os_str().len())
-        .unwrap_or_else(|| "/".into())
+        .filter(|m| path.starts_with(&m.mount_point) && m.mount_point.as_os_str().len() == best)
+        .next_back()
+        .unwrap_or(crate::mountinfo::Entry {
+            root: "/".into(),
+            mount_point: "/".into(),
+            optional: vec![],
+            fs_type: String::new(),
+            source: String::new(),
+            dev: String::new(),
+            super_options: String::new(),
+        })
 }
 
 /// After createContainer hooks: the pivot, then `rootfsPropagation` on the new `/` alone. runc
