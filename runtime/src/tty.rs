@@ -74,23 +74,32 @@ fn give_to_user(slave: &OwnedFd, uid: u32) -> Result<()> {
     }
 }
 
-/// The pty slave bound on /dev/console, as runc and crun do.
+/// The pty slave bound on /dev/console, as runc and crun do — with fds only (CVE-2025-52565): the
+/// source is our slave fd (never a `/dev/pts/N` path that could be swapped), cloned with
+/// `open_tree`; the target is the file we resolved in the rootfs, checked to be a file of the
+/// container's own `/dev` (an image or a racing process may have made `/dev/console` a symlink to
+/// a procfs file such as `/proc/sysrq-trigger`); the two are joined with `move_mount`.
 fn bind_console(slave: &OwnedFd) -> Result<()> {
+    use nix::sys::stat::{fstat, SFlag};
     let root = std::fs::File::open("/").ctx("open", "/")?;
+    let dev = safe_path::open_in_root(root.as_fd(), Path::new("/dev")).ctx("open", "/dev")?;
+    let dev_st = fstat(dev.as_raw_fd()).ctx("stat", "/dev")?;
     let console = safe_path::ensure_in_root(
         root.as_fd(),
         Path::new("/dev/console"),
         true,
         Path::new("/dev/console"),
     )?;
-    nix::mount::mount(
-        Some(format!("/proc/self/fd/{}", slave.as_raw_fd()).as_str()),
-        safe_path::fd_path(&console).as_str(),
-        None::<&str>,
-        nix::mount::MsFlags::MS_BIND,
-        None::<&str>,
-    )
-    .ctx("bind pty on", "/dev/console")
+    let st = fstat(console.as_raw_fd()).ctx("stat", "/dev/console")?;
+    let kind = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
+    if !(kind == SFlag::S_IFREG || kind == SFlag::S_IFCHR) || st.st_dev != dev_st.st_dev {
+        return Err(Error::Other(
+            "/dev/console is not a file of the container's /dev (a symlink out of it?): refusing to mount the console there"
+                .into(),
+        ));
+    }
+    let tree = crate::sys::open_tree_clone_fd(slave.as_fd(), false).ctx("clone", "pty")?;
+    crate::sys::move_mount_fd(tree.as_fd(), console.as_fd()).ctx("bind pty on", "/dev/console")
 }
 
 use std::os::unix::fs::OpenOptionsExt;

@@ -151,6 +151,38 @@ fn a_sysctl_write_cannot_be_redirected_to_another_procfs_file() {
     ctx.assert_no_leaks(&id);
 }
 
+/// CVE-2025-52565: `/dev/console` made a symlink to a procfs file (here by a createContainer hook, as a
+/// racing container could) before the runtime binds the pty there. The bind must never land on the
+/// procfs file: carte refuses a console target that is not a file of the container's own /dev (before,
+/// it bound the pty over the container's /proc/sysrq-trigger).
+#[test]
+fn the_console_is_never_bound_through_a_dev_console_symlink() {
+    use carte_tests::console::ConsoleSocket;
+    let Some(ctx) = Ctx::new() else { return };
+    let mut b = ctx.bundle();
+    let link = b.rootfs().join("dev/console");
+    b.set("/process/terminal", json!(true));
+    b.hook(
+        "createContainer",
+        json!({"path": "/bin/busybox", "args": ["busybox", "ln", "-sf", "/proc/sysrq-trigger",
+               link.display().to_string()]}),
+    );
+    b.sh("stat -c %F /proc/sysrq-trigger");
+    let sock_dir = ctx.tempdir();
+    let sock =
+        ConsoleSocket::listen(&sock_dir, runtime::TIMEOUT).unwrap_or_else(|e| panic!("{e:#}"));
+    let id = ctx.id("consolelink");
+    let out = ctx
+        .rt
+        .create(&id, &b, &["--console-socket", &sock.path_str()])
+        .fails();
+    // runc 1.1.5 fails too ("open /dev/console: no such file or directory").
+    if is_carte() {
+        assert!(out.stderr.contains("/dev/console"), "{out}");
+    }
+    ctx.assert_no_leaks(&id);
+}
+
 /// A process of the test's own whose procfs files the attacks aim at; killed on drop.
 struct Helper(std::process::Child);
 
