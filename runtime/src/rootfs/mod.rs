@@ -139,8 +139,7 @@ fn parent_mount(path: &Path) -> crate::mountinfo::Entry {
     // mountinfo lists mounts in mount order: the last one at a point is the one on top.
     mounts
         .into_iter()
-        .filter(|m| path.starts_with(&m.mount_point) && m.mount_point.as_os_str().len() == best)
-        .next_back()
+        .rfind(|m| path.starts_with(&m.mount_point) && m.mount_point.as_os_str().len() == best)
         .unwrap_or(crate::mountinfo::Entry {
             root: "/".into(),
             mount_point: "/".into(),
