@@ -9,11 +9,11 @@
 //! created after it, so they are owned by it), or a new user namespace alongside joined ones
 //! (the joins must happen before we lose our host privileges).
 
-use crate::error::{Context, Error, Result};
+use crate::error::{Error, Result};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use std::fmt::Write;
 use std::os::fd::OwnedFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub struct Join {
     pub typ: LinuxNamespaceType,
@@ -166,13 +166,12 @@ fn time_offsets(spec: &Spec) -> String {
 /// so any mapping the config asks for is allowed). Through the host's own /proc, not the
 /// container's, so a hostile image cannot redirect the write.
 pub fn write_maps(pid: i32, p: &NsPlan) -> Result<()> {
+    use crate::procfs::{write, Base};
     if let Some(m) = &p.uid_map {
-        let f = format!("/proc/{pid}/uid_map");
-        std::fs::write(&f, m).ctx("write", &f)?;
+        write(Base::Pid(pid), Path::new("uid_map"), m.as_bytes())?;
     }
     if let Some(m) = &p.gid_map {
-        let f = format!("/proc/{pid}/gid_map");
-        std::fs::write(&f, m).ctx("write", &f)?;
+        write(Base::Pid(pid), Path::new("gid_map"), m.as_bytes())?;
     }
     Ok(())
 }

@@ -1,5 +1,7 @@
-//! Every file the runtime writes under `/proc` from inside a container (sysctls, its own
-//! `attr/*` labels) is opened here, through a procfs the container cannot reach.
+//! Every file the runtime writes under `/proc` is opened here, through a procfs nobody else can
+//! reach: from inside a container (sysctls, its own `attr/*` labels) and from the host side (the
+//! init's id maps and `oom_score_adj`). The bridge's `timens_offsets` is the one plain write: it
+//! happens before any container mount exists.
 //!
 //! The container's `/proc` is the image's and the config's to shape: a symlink, a bind mount of
 //! another procfs file over `/proc/sys/kernel/domainname`, or a racing container with a shared
@@ -24,6 +26,9 @@ pub enum Base {
     Root,
     /// `/proc/thread-self` (the runtime is single-threaded until exec: the same as `self`).
     ThreadSelf,
+    /// `/proc/<pid>`: a child of ours (the container's init, a bridge), whose pid cannot be reused
+    /// before we reap it.
+    Pid(i32),
 }
 
 /// Write `data` to `/proc/<base>/<sub>` in one `write(2)`.
@@ -35,6 +40,7 @@ pub fn write(base: Base, sub: &Path, data: &[u8]) -> Result<()> {
             ProcfsBase::ProcRoot,
         ),
         Base::ThreadSelf => (ProcfsHandle::new(), ProcfsBase::ProcThreadSelf),
+        Base::Pid(pid) => (ProcfsHandle::new(), ProcfsBase::ProcPid(pid.unsigned_abs())),
     };
     let handle = handle.map_err(|e| Error::Other(format!("open a private procfs: {e}")))?;
     let mut f = handle
@@ -54,5 +60,6 @@ fn shown(base: Base, sub: &Path) -> String {
     match base {
         Base::Root => format!("/proc/{}", sub.display()),
         Base::ThreadSelf => format!("/proc/thread-self/{}", sub.display()),
+        Base::Pid(pid) => format!("/proc/{pid}/{}", sub.display()),
     }
 }

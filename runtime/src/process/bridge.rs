@@ -35,6 +35,8 @@ pub fn enter_namespaces(plan: &Plan, chan: &Channel) -> Result<()> {
         sys::unshare(rest).ctx("unshare", format!("namespaces {rest:#x}"))?;
     }
     if let Some(offs) = &ns.time_offsets {
+        // The bridge still sees the host's /proc (no container mount exists yet), and pathrs's
+        // private handle refuses this file once we are in a new user namespace: a plain write.
         std::fs::write("/proc/self/timens_offsets", offs)
             .ctx("write", "/proc/self/timens_offsets")?;
     }

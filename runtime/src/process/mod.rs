@@ -215,8 +215,11 @@ fn spawn(
         }
     }
     if let Some(adj) = b.spec.process().as_ref().and_then(|p| p.oom_score_adj()) {
-        let f = format!("/proc/{pid}/oom_score_adj");
-        std::fs::write(&f, adj.to_string()).ctx("write", &f)?;
+        crate::procfs::write(
+            crate::procfs::Base::Pid(pid),
+            Path::new("oom_score_adj"),
+            adj.to_string().as_bytes(),
+        )?;
     }
     if userns && plan.ns.new_flags & libc::CLONE_NEWNS != 0 {
         // Opened as host root, in the init's new mount namespace (it exists by now): inside its
