@@ -43,6 +43,8 @@ pub struct CapPlan {
     /// Sorted, so the ambient raises happen in a stable order.
     ambient: Vec<Cap>,
     warnings: Vec<String>,
+    /// Findings too common to warn of (every `runc spec` bundle has orphan ambient capabilities).
+    notes: Vec<String>,
 }
 
 /// Resolves `process.capabilities` against the running kernel. Capabilities the kernel does not know
@@ -148,8 +150,9 @@ fn plan_for_kernel(
     let (ambient, orphans): (Vec<Cap>, Vec<Cap>) = sorted(&ambient)
         .into_iter()
         .partition(|c| permitted.contains(c) && inheritable.contains(c));
+    let mut notes = Vec::new();
     if !orphans.is_empty() {
-        warnings.push(format!(
+        notes.push(format!(
             "process.capabilities.ambient: {} not raised, an ambient capability must also be permitted and inheritable",
             names(orphans.iter())
         ));
@@ -163,6 +166,7 @@ fn plan_for_kernel(
         inheritable,
         ambient,
         warnings,
+        notes,
     })
 }
 
@@ -260,6 +264,11 @@ impl CapPlan {
     /// Non-fatal findings of [`plan`] (skipped capabilities), one line each, for the caller to log.
     pub fn warnings(&self) -> &[String] {
         &self.warnings
+    }
+
+    /// Findings for the `--debug` trace only (ambient capabilities the kernel would not keep).
+    pub fn notes(&self) -> &[String] {
+        &self.notes
     }
 }
 
@@ -379,7 +388,7 @@ mod tests {
     }
 
     #[test]
-    fn kernel_unknown_and_orphan_ambient_are_warnings() {
+    fn kernel_unknown_are_warnings_and_orphan_ambient_a_note() {
         let caps = spec(json!({
             "bounding": ["CAP_KILL", "CAP_BPF", "CAP_CHECKPOINT_RESTORE"],
             "permitted": ["CAP_KILL"], "effective": ["CAP_KILL"],
@@ -392,6 +401,11 @@ mod tests {
             [
                 "process.capabilities.bounding: CAP_BPF, CAP_CHECKPOINT_RESTORE not known to this kernel \
                  (cap_last_cap 37), skipped",
+            ]
+        );
+        assert_eq!(
+            plan.notes,
+            [
                 "process.capabilities.ambient: CAP_KILL not raised, an ambient capability must also be \
                  permitted and inheritable",
             ]
@@ -517,7 +531,7 @@ mod tests {
             mask(&["CAP_NET_BIND_SERVICE"]),
         ];
         assert_eq!(got, want, "[Inh, Prm, Eff, Bnd, Amb]");
-        assert_eq!(plan.warnings().len(), 1);
+        assert_eq!(plan.notes().len(), 1);
     }
 
     #[test]

@@ -131,9 +131,12 @@ pub fn build_process(p: &Process, linux: Option<&oci_spec::runtime::Linux>) -> R
     };
     let caps = caps::plan(p.capabilities().as_ref())
         .map_err(|e| Error::spec("process.capabilities", e.to_string()))?;
-    // runc applies what it can of these silently; we say it on the --debug trace.
+    // runc, too, warns of what it leaves out ("ignoring unknown or unavailable capabilities").
     for w in caps.warnings() {
-        log::debug!("{w}");
+        log::warn!("{w}");
+    }
+    for n in caps.notes() {
+        log::debug!("{n}");
     }
     let user = p.user();
     let personality = linux.and_then(|l| l.personality().as_ref()).map(|pe| {
