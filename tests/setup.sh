@@ -7,9 +7,10 @@
 #   umoci, skopeo   build the busybox image archives (tests/images.sh) and the carte-bundle comparisons
 #   golang-github-containers-common   podman's default seccomp profile, /usr/share/containers/seccomp.json
 #   containernetworking-plugins, iptables   `carte net`: CNI bridge/host-local/loopback plugins, ipMasq rules
+#   docker.io       dockerd 20.10 and its CLI (/usr/bin/docker), the third engine of the engine tests
 set -eu
 
-packages="busybox-static runc iproute2 util-linux umoci skopeo golang-github-containers-common containerd podman conmon containernetworking-plugins iptables"
+packages="busybox-static runc iproute2 util-linux umoci skopeo golang-github-containers-common containerd podman conmon containernetworking-plugins iptables docker.io"
 
 missing=""
 for pkg in $packages; do
@@ -30,6 +31,15 @@ fi
 
 echo "setup.sh: installing$missing"
 export DEBIAN_FRONTEND=noninteractive
+# docker.io's maintainer scripts start a system dockerd (host iptables chains, docker0, /var/lib/docker) wherever
+# invoke-rc.d is allowed to: the tests start their own, so deny service starts during this install unless a policy
+# is already in place.
+policy=/usr/sbin/policy-rc.d
+if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy"
+    chmod 755 "$policy"
+    trap 'rm -f "$policy"' EXIT
+fi
 apt-get update -qq </dev/null
 # shellcheck disable=SC2086  # word splitting of the package list is intended
 apt-get install -y -qq --no-install-recommends $missing </dev/null

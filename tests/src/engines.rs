@@ -1,12 +1,13 @@
-//! Real container engines driving a runtime under test: a private containerd (driven with `ctr`) and a private
-//! podman world, each with every file under one temp dir, shared by the tests of one test binary and torn down
-//! (stopping exactly the processes it started) when the last test using it ends; plus the leak audits.
+//! Real container engines driving a runtime under test: a private containerd (driven with `ctr`), a private
+//! podman world and a private dockerd (on a containerd of its own), each with every file under one temp dir,
+//! shared by the tests of one test binary and torn down (stopping exactly the processes it started) when the last
+//! test using it ends; plus the leak audits.
 //!
 //! Every scenario runs once per runtime ([`Rt::Runc`], the reference, and [`Rt::Carte`]) through
 //! [`per_runtime!`], so a failure is visibly carte's and not the test's. The engines are shared rather than
 //! started per test because starting containerd and importing the image costs more than most scenarios.
 //!
-//! Both engines need the busybox image archives of `tests/images.sh` (`$CARTE_IMAGES`, else
+//! The engines need the busybox image archives of `tests/images.sh` (`$CARTE_IMAGES`, else
 //! `<workspace>/target/images`, built on first use under a lock).
 
 use anyhow::{bail, Context, Result};
@@ -483,6 +484,7 @@ fn shared<T>(slot: &Mutex<Weak<T>>, start: impl FnOnce() -> T) -> Arc<T> {
 }
 
 pub mod containerd;
+pub mod docker;
 pub mod podman;
 
 /// One test's list of things to clean up, shared by both engine handles.
