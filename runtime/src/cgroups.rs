@@ -216,8 +216,49 @@ fn apply_limits(mgr: &AnyCgroupManager, path: &Path, res: Option<&LinuxResources
         };
         mgr.apply(&opt)
             .map_err(|e| cg_err("apply limits to", path, e))?;
+        no_swap_on_v2(mgr, path, res)?;
     }
     Ok(())
+}
+
+/// On cgroup v2 (cgroupfs driver), the container's device rules as an eBPF program on its cgroup
+/// (`devfilter`), always: with no `linux.resources.devices` the default allow list alone applies, as
+/// libcgroups' v1 devices controller does. Only at create: `update` does not change device rules.
+pub fn apply_device_filter(
+    mgr: &AnyCgroupManager,
+    path: &Path,
+    res: Option<&LinuxResources>,
+) -> Result<()> {
+    if !matches!(mgr, AnyCgroupManager::V2(_)) {
+        return Ok(());
+    }
+    let spec = res.and_then(|r| r.devices().as_deref()).unwrap_or(&[]);
+    let dir = Path::new(CGROUP_ROOT).join(path.strip_prefix("/").unwrap_or(path));
+    crate::devfilter::apply(&dir, spec)
+}
+
+/// `memory.swap` equal to `memory.limit` means no swap (v1's memsw counts memory plus swap), so v2's
+/// `memory.swap.max` must become `swap - limit` = 0, as runc writes it. libcgroups 0.7 skips writing any
+/// value of 0 there, which left swap unlimited (found in the cgroup v2 guest of tests/vm/).
+pub fn no_swap_on_v2(mgr: &AnyCgroupManager, path: &Path, res: &LinuxResources) -> Result<()> {
+    let Some(mem) = res.memory().as_ref() else {
+        return Ok(());
+    };
+    let (Some(limit), Some(swap)) = (mem.limit(), mem.swap()) else {
+        return Ok(());
+    };
+    if !matches!(mgr, AnyCgroupManager::V2(_)) || limit <= 0 || swap != limit {
+        return Ok(());
+    }
+    let file = Path::new(CGROUP_ROOT)
+        .join(path.strip_prefix("/").unwrap_or(path))
+        .join("memory.swap.max");
+    match std::fs::write(&file, "0") {
+        Ok(()) => Ok(()),
+        // A kernel without swap accounting has no such file: there is no swap to limit.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(cg_err("write memory.swap.max of", path, e)),
+    }
 }
 
 pub fn freeze(mgr: &AnyCgroupManager, path: &Path, frozen: bool) -> Result<()> {
@@ -237,11 +278,33 @@ pub fn pids(path: &Path) -> Vec<i32> {
         return vec![];
     }
     for dir in cgroup_dirs(path) {
-        if let Ok(s) = std::fs::read_to_string(dir.join("cgroup.procs")) {
-            return s.lines().filter_map(|l| l.trim().parse().ok()).collect();
+        if dir.join("cgroup.procs").exists() {
+            let mut out = vec![];
+            for d in subtree(&dir) {
+                if let Ok(s) = std::fs::read_to_string(d.join("cgroup.procs")) {
+                    out.extend(s.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+                }
+            }
+            return out;
         }
     }
     vec![]
+}
+
+/// `dir` and every cgroup below it, deepest first: the container may have made sub-cgroups (a nested
+/// runtime, systemd, `exec --cgroup`, a delegated v2 subtree), and their processes are the container's
+/// too (runc's GetAllPids), and rmdir must take them children first (runc's RemovePath).
+fn subtree(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![];
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                out.extend(subtree(&e.path()));
+            }
+        }
+    }
+    out.push(dir.to_path_buf());
+    out
 }
 
 /// The directories this cgroup path has on this host: one per v1 hierarchy, or the v2 one.
@@ -307,6 +370,10 @@ pub fn destroy(path: &Path, systemd: bool, id: &str) -> Result<()> {
         for pid in pids(path) {
             let _ = nix::sys::signal::kill(Pid::from_raw(pid), nix::sys::signal::SIGKILL);
         }
+        // Sub-cgroups first, or libcgroups' rmdir of the container's own fails (EBUSY) for good.
+        if !systemd {
+            remove_empty(&cgroup_dirs(path));
+        }
         match mgr.remove() {
             Ok(()) => {
                 remove_default_parent(path);
@@ -327,12 +394,14 @@ pub fn destroy(path: &Path, systemd: bool, id: &str) -> Result<()> {
     Err(cg_err("remove", path, last.unwrap_or_default()))
 }
 
-/// rmdir the cgroup's directory in every hierarchy (`dirs`); false when one remains (it has
-/// tasks or sub-cgroups), which libcgroups' remove then deals with.
+/// rmdir the cgroup's directory in every hierarchy (`dirs`), sub-cgroups first; false when one
+/// remains (it still has tasks), which libcgroups' remove then deals with.
 fn remove_empty(dirs: &[PathBuf]) -> bool {
-    dirs.iter().all(|d| match std::fs::remove_dir(d) {
-        Ok(()) => true,
-        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    dirs.iter().all(|top| {
+        subtree(top).iter().all(|d| match std::fs::remove_dir(d) {
+            Ok(()) => true,
+            Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+        })
     })
 }
 

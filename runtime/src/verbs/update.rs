@@ -56,6 +56,7 @@ pub fn run(cli: &Cli, a: &UpdateArgs) -> Result<i32> {
         path: st.cgroup_path.display().to_string(),
         reason: e.to_string(),
     })?;
+    crate::cgroups::no_swap_on_v2(&mgr, &st.cgroup_path, &res)?;
     Ok(0)
 }
 
