@@ -6,7 +6,7 @@ PROBE   := target/$(HOST)/release/carte-probe
 IMAGES  := target/images
 DEMO    := target/demo
 
-.PHONY: all build probe images demo test conformance lint bench clean
+.PHONY: all build probe images demo test test-vm conformance lint bench clean
 
 all: build
 
@@ -31,6 +31,13 @@ demo: build images
 # Everything: unit, integration and conformance tests; installs what it needs.
 test:
 	tests/run.sh
+
+# The cgroup v2 host (issue 15): Debian's kernel booted with cgroup_no_v1=all under qemu (TCG), the lifecycle,
+# cgroup, v2 and verbs tests run there against carte and runc; `make test` runs it too. Pick test files with
+# CARTE_VM_TESTS="cgroup_v2 verbs"; logs in target/vm/. See tests/vm/run.sh.
+test-vm: build
+	tests/setup.sh
+	tests/vm/run.sh
 
 conformance: build probe
 	$(REL)/carte-conformance --runtime $(REL)/carte $(foreach r,$(RUNTIMES),--runtime $(r))

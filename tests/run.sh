@@ -2,8 +2,9 @@
 # The project's test command (`make test`, and `.ci/run`): install what the tests need, build the
 # release binaries and the static probe, run every cargo test (unit + integration, as root), then
 # the integration suite again against runc (tests/runc-parity.sh: every behaviour test must hold for the
-# reference too, or name why runc fails it), the conformance suite against carte, and checks that no test
-# changed a host sysctl. Ends with one summary line:
+# reference too, or name why runc fails it), the cgroup v2 guest (tests/vm/run.sh: carte and runc on a pure
+# v2 host under qemu), the conformance suite against carte, and checks that no test changed a host sysctl.
+# Ends with one summary line:
 # `all: N passed, N failed, N skipped, N allowed to fail` (allowed: the documented conformance case and the
 # failures runc is known for in tests/runc-known.txt).
 set -uo pipefail
@@ -28,6 +29,13 @@ cargo_rc=${PIPESTATUS[0]}
 echo "== integration tests against runc (the reference)"
 tests/runc-parity.sh "$log/runc.log" 2>&1 | tee "$log/runc-summary.log"
 
+# ---- cgroup v2 guest (issue 15; tests/vm/, also `make test-vm`) ------------------------------------------------
+# A pure cgroup v2 host booted under qemu: the lifecycle, cgroup, v2 and verbs tests against carte and runc there.
+# Ends with `vm: N passed, N failed, N skipped, N known runc failures` (counted below).
+echo "== cgroup v2 guest (qemu TCG): carte and runc"
+tests/vm/run.sh 2>&1 | tee "$log/vm.log"
+# ---- end of the cgroup v2 guest -----------------------------------------------------------------------------------
+
 echo "== conformance (carte)"
 # lifecycle.delete.created: runtime.md says deleting a created (not stopped) container is an error;
 # runc deletes it, and containerd's shim relies on that after a failed start. Carte keeps runc's
@@ -46,11 +54,12 @@ awk '
   /^carte: [0-9]+ passed, [0-9]+ failed/ { p += $2; f += $4; s += $6 }
   /failure allowed \(--allow-fail\)/ { a++ }
   /^runc: [0-9]+ passed, [0-9]+ failed, [0-9]+ known/ { p += $2; f += $4; k += $6 }
+  /^vm: [0-9]+ passed, [0-9]+ failed, [0-9]+ skipped, [0-9]+ known/ { p += $2; f += $4; s += $6; k += $8 }
   /^host sysctls unchanged/ { p++ }
   /^host sysctls changed/ { f++ }
   /^ci step [a-z]+: passed$/ { p++ }
   /^ci step [a-z]+: failed$/ { f++ }
   END { printf "all: %d passed, %d failed, %d skipped, %d allowed to fail\n", p, f - a, s, a + k }
-' "$log/cargo-test.log" "$log/runc-summary.log" "$log/conformance.log" "$log/sysctls.log" "$steps"
+' "$log/cargo-test.log" "$log/runc-summary.log" "$log/vm.log" "$log/conformance.log" "$log/sysctls.log" "$steps"
 [ "$cargo_rc" -eq 0 ] && [ "$conf_rc" -eq 0 ] && grep -q '^runc: [0-9]* passed, 0 failed' "$log/runc-summary.log" &&
-    grep -q '^host sysctls unchanged' "$log/sysctls.log"
+    grep -q '^host sysctls unchanged' "$log/sysctls.log" && grep -q '^vm: [0-9]* passed, 0 failed' "$log/vm.log"

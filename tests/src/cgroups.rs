@@ -155,3 +155,45 @@ pub fn remove_test_parent() {
         let _ = std::fs::remove_dir(h.mount.join(TEST_PARENT));
     }
 }
+
+/// The unified hierarchy's mount point when the host has no cgroup v1 hierarchy at all (a pure cgroup v2 host,
+/// such as the guest of `tests/vm/run.sh`); `None` on v1 and hybrid hosts.
+pub fn v2_only() -> Option<PathBuf> {
+    let all = hierarchies();
+    if all.iter().any(|h| !h.v2) {
+        return None;
+    }
+    all.into_iter().find(|h| h.v2).map(|h| h.mount)
+}
+
+/// The freezer state of `pid`'s cgroup as v1 names it, `FROZEN` or `THAWED`: v1's `freezer.state`, or on v2
+/// the `frozen` key of `cgroup.events` (what the kernel reached, not `cgroup.freeze`, what was asked).
+pub fn freezer_state(pid: i64) -> Option<String> {
+    let h = hierarchy_for("freezer")
+        .filter(|h| !h.v2)
+        .or_else(|| hierarchies().into_iter().find(|h| h.v2))?;
+    // v2 has no freezer controller to look up: every cgroup has cgroup.freeze, at the process's one path.
+    let path = if h.v2 {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix("0::"))?
+            .to_string()
+    } else {
+        path_of(pid, "freezer")?
+    };
+    let dir = h.mount.join(path.trim_start_matches('/'));
+    if !h.v2 {
+        let text = std::fs::read_to_string(dir.join("freezer.state")).ok()?;
+        return Some(text.trim().to_string());
+    }
+    let text = std::fs::read_to_string(dir.join("cgroup.events")).ok()?;
+    let frozen = text.lines().find_map(|l| l.strip_prefix("frozen "))?;
+    Some(
+        if frozen.trim() == "1" {
+            "FROZEN"
+        } else {
+            "THAWED"
+        }
+        .to_string(),
+    )
+}

@@ -2,9 +2,16 @@
 
 use carte_tests::*;
 
-/// cgroup v2 `cpu.weight` for v1 `cpu.shares`, as runc and crun convert it.
-fn shares_to_weight(shares: u64) -> u64 {
-    1 + ((shares - 2) * 9999) / 262142
+/// cgroup v2 `cpu.weight` for v1 `cpu.shares` 512. runc 1.1.5 maps the ranges linearly
+/// (`1 + (shares - 2) * 9999 / 262142`: 512 → 20, and the v1 default 1024 → 39); carte, through libcgroups, uses
+/// the log-quadratic mapping that opencontainers/cgroups#20 and crun#1767 adopted so that 1024 → 100, v2's
+/// default (`ceil(10^((l² + 125·l) / 612 − 7/34))` with `l = log2(shares)`: 512 → 59).
+fn weight_for_512_shares() -> u64 {
+    if is_carte() {
+        59
+    } else {
+        20
+    }
 }
 
 #[test]
@@ -30,7 +37,7 @@ fn resources_reach_the_host_cgroup_files() {
     let (_, mem) = read("memory", "memory.limit_in_bytes", "memory.max");
     assert_eq!(mem, "67108864");
     let (v2, shares) = read("cpu", "cpu.shares", "cpu.weight");
-    let want = if v2 { shares_to_weight(512) } else { 512 };
+    let want = if v2 { weight_for_512_shares() } else { 512 };
     assert_eq!(shares, want.to_string());
     let (v2, quota) = read("cpu", "cpu.cfs_quota_us", "cpu.max");
     if v2 {

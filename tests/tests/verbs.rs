@@ -394,21 +394,12 @@ fn ps_lists_the_init_and_exec_processes() {
 
 // ---------------------------------------------------------------------------------------------------- pause
 
-/// The v1 `freezer.state` of `pid`'s freezer cgroup on the host.
+/// The freezer state of `pid`'s cgroup on the host: v1's `freezer.state`, or v2's `cgroup.events` as
+/// `FROZEN`/`THAWED`.
 fn freezer_state(pid: i64) -> String {
-    let Some(h) = cgroups::hierarchy_for("freezer").filter(|h| !h.v2) else {
-        panic!("no cgroup v1 freezer hierarchy on this host");
-    };
-    let Some(path) = cgroups::path_of(pid, "freezer") else {
-        panic!("pid {pid} has no freezer cgroup");
-    };
-    let file = h
-        .mount
-        .join(path.trim_start_matches('/'))
-        .join("freezer.state");
-    match std::fs::read_to_string(&file) {
-        Ok(s) => s.trim().to_string(),
-        Err(e) => panic!("read {}: {e}", file.display()),
+    match cgroups::freezer_state(pid) {
+        Some(s) => s,
+        None => panic!("no freezer state for pid {pid} (no freezer cgroup?)"),
     }
 }
 

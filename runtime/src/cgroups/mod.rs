@@ -323,6 +323,24 @@ fn frozen_from_above(path: &Path) -> bool {
     }
 }
 
+/// On cgroup v2 (cgroupfs driver), the container's device rules as an eBPF program on its cgroup
+/// (`devfilter`), always: with no `linux.resources.devices` the default allow list alone applies, as
+/// libcgroups' v1 devices controller does. Only at create: `update` does not change device rules.
+pub fn apply_device_filter(
+    mgr: &AnyCgroupManager,
+    path: &Path,
+    res: Option<&LinuxResources>,
+) -> Result<()> {
+    if !matches!(mgr, AnyCgroupManager::V2(_)) {
+        return Ok(());
+    }
+    let Some(dir) = hierarchy::all().iter().find(|h| h.v2).map(|h| h.dir(path)) else {
+        return Ok(());
+    };
+    let spec = res.and_then(|r| r.devices().as_deref()).unwrap_or(&[]);
+    crate::devfilter::apply(&dir, spec)
+}
+
 pub fn freeze(mgr: &AnyCgroupManager, path: &Path, frozen: bool) -> Result<()> {
     let st = if frozen {
         FreezerState::Frozen

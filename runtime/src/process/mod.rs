@@ -208,6 +208,7 @@ fn spawn(
         }
         None => {
             cgroups::join_and_apply(&mgr, &st.cgroup_path, pid, res)?;
+            cgroups::apply_device_filter(&mgr, &st.cgroup_path, res)?;
             log::debug!(
                 "joined cgroup {} and applied its limits",
                 st.cgroup_path.display()

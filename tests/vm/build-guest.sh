@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Assembles the cgroup v2 test guest (issue 15) from this host and the build: an initramfs holding Debian's
+# busybox-static, the release `carte`, `/usr/sbin/runc`, the chosen integration test executables, their
+# shared libraries and the guest's init (tests/vm/guest-init.sh). No kernel module is needed: the guest has no
+# disk and no network, and its serial ports, devtmpfs, tmpfs and cgroup2 are built into Debian's kernel.
+#   tests/vm/build-guest.sh OUT TEST...    → OUT/initrd.img (uncompressed cpio), OUT/tests.txt
+# TEST are integration test files of tests/tests/ (without .rs); their executables come from cargo's JSON
+# messages, so the ones `cargo test --release` already built are reused, not rebuilt.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root"
+out=${1:?usage: build-guest.sh OUT TEST...}
+shift
+[ $# -gt 0 ] || { echo "build-guest.sh: no test named" >&2; exit 2; }
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+stage=$out/root
+rm -rf "$stage"
+mkdir -p "$stage"/{bin,sbin,usr/bin,usr/sbin,lib64,proc,sys,dev,tmp,run,etc,root,tests,newroot}
+
+# busybox: the guest's shell and tools, and the /bin/busybox every test bundle copies (tests/src/bundle.rs).
+cp /bin/busybox "$stage/bin/busybox"
+/bin/busybox --list-full | while read -r applet; do
+    [ -e "$stage/$applet" ] || ln -s /bin/busybox "$stage/$applet"
+done
+
+# The runtimes, at the paths the tests name them by (CARTE_BIN).
+cp target/release/carte "$stage/usr/sbin/carte"
+cp /usr/sbin/runc "$stage/usr/sbin/runc"
+
+# The test executables: cargo reports each one it built (or found fresh) as a compiler-artifact line.
+targets=()
+for t in "$@"; do targets+=(--test "$t"); done
+cargo test --release -q -p carte-tests --no-run --message-format=json "${targets[@]}" >"$out/cargo.json"
+: >"$out/tests.txt"
+for t in "$@"; do
+    exe=$(jq -r --arg t "$t" 'select(.reason == "compiler-artifact" and .target.name == $t
+        and .profile.test and .executable != null) | .executable' "$out/cargo.json" | tail -n 1)
+    [ -n "$exe" ] && [ -x "$exe" ] || { echo "build-guest.sh: no test executable for $t" >&2; exit 1; }
+    cp "$exe" "$stage/tests/$t"
+    echo "$t" >>"$out/tests.txt"
+done
+cp "$out/tests.txt" "$stage/tests/list"
+
+# Shared libraries of every dynamic executable, at the paths the loader looks for them.
+for exe in "$stage"/usr/sbin/carte "$stage"/usr/sbin/runc "$stage"/tests/*; do
+    [ -f "$exe" ] && [ -x "$exe" ] || continue
+    ldd "$exe" 2>/dev/null | awk '/=> \// { print $3 } /^\t\// { print $1 }'
+done | sort -u | while read -r lib; do
+    mkdir -p "$stage$(dirname "$lib")"
+    cp -L "$lib" "$stage$lib"
+done
+
+printf 'root:x:0:0:root:/root:/bin/sh\n' >"$stage/etc/passwd"
+printf 'root:x:0:\n' >"$stage/etc/group"
+install -m 0755 tests/vm/guest-init.sh "$stage/init"
+mknod -m 600 "$stage/dev/console" c 5 1
+# What the guest runs: the runtimes in order, the test harness's flags (carte-bundle's comparison needs the
+# image archives, which the guest does not carry), and an optional script run last (for debugging).
+printf "%s\n" "${CARTE_VM_RUNTIMES:-carte runc}" >"$stage/tests/runtimes"
+printf "%s\n" "${CARTE_VM_TEST_ARGS:---skip bundle_tool_defaults_match_spec}" >"$stage/tests/args"
+[ -z "${CARTE_VM_AFTER:-}" ] || install -m 0755 "$CARTE_VM_AFTER" "$stage/tests/after.sh"
+
+# newc cpio, uncompressed: the kernel unpacks it fastest, and its ~30 MB cost nothing on disk.
+(cd "$stage" && find . -mindepth 1 | cpio -o -H newc --quiet) >"$out/initrd.img"
+rm -rf "$stage"
+echo "vm: guest image $out/initrd.img ($(du -h "$out/initrd.img" | cut -f1)), tests: $*"

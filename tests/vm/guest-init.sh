@@ -1,0 +1,57 @@
+#!/bin/sh
+# The cgroup v2 test guest's init (PID 1), built into its initramfs by tests/vm/build-guest.sh.
+# Stage 1 moves the root to a tmpfs: the initramfs root (rootfs) can never be unmounted, so pivot_root
+# fails beneath it (EINVAL) and every container would need --no-pivot; after switch_root the root is an
+# ordinary mount, as on a real host. Stage 2 mounts the API filesystems and a pure cgroup2 tree (the kernel
+# runs with cgroup_no_v1=all) with every controller enabled for children, then runs each test executable of
+# /tests/list against carte and then against runc, streaming their output to the second serial port
+# (ttyS1, a file on the host) between `== vm` marker lines, and powers off.
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root TMPDIR=/tmp
+
+if [ ! -e /.stage2 ]; then
+    mount -t tmpfs -o mode=0755 tmpfs /newroot
+    for entry in /*; do
+        [ "$entry" = /newroot ] || cp -a "$entry" /newroot/
+    done
+    : >/newroot/.stage2
+    exec switch_root /newroot /init
+fi
+
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mkdir -p /dev/pts /dev/shm /dev/mqueue
+mount -t devpts -o newinstance,ptmxmode=0666,gid=5,mode=620 devpts /dev/pts
+mount -t tmpfs -o mode=1777 tmpfs /dev/shm
+mount -t mqueue mqueue /dev/mqueue
+mount -t tmpfs -o mode=1777 tmpfs /tmp
+mount -t tmpfs -o mode=0755 tmpfs /run
+# nsdelegate as systemd mounts it: a cgroup namespace is a delegation boundary.
+mount -t cgroup2 -o nsdelegate cgroup2 /sys/fs/cgroup
+for c in $(cat /sys/fs/cgroup/cgroup.controllers); do
+    echo "+$c" >/sys/fs/cgroup/cgroup.subtree_control
+done
+hostname carte-v2-guest
+ip link set lo up
+
+res=/dev/ttyS1
+stty -F $res raw -echo 2>/dev/null
+say() { echo "$*" >$res; echo "vm: $*"; }
+say "== vm guest $(uname -r) cgroup2 controllers: $(cat /sys/fs/cgroup/cgroup.subtree_control)"
+grep -q ' - cgroup ' /proc/self/mountinfo && say "== vm guest has a cgroup v1 mount"
+
+args=$(cat /tests/args 2>/dev/null)
+for rt in $(cat /tests/runtimes); do
+    for t in $(cat /tests/list); do
+        say "== vm begin $rt $t"
+        start=$(date +%s)
+        # shellcheck disable=SC2086  # args are test-harness flags, split on purpose
+        CARTE_BIN=/usr/sbin/$rt timeout -s KILL 900 /tests/$t $args >$res 2>&1
+        rc=$?
+        say "== vm end $rt $t rc=$rc seconds=$(($(date +%s) - start))"
+    done
+done
+[ -x /tests/after.sh ] && /tests/after.sh >$res 2>&1
+say "== vm done"
+sync
+poweroff -f

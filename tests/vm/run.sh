@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# The cgroup v2 host stage (issue 15): boots Debian's kernel under qemu's TCG emulation (KVM cannot boot a
+# stock kernel on this VM: nested PVM) with cgroup_no_v1=all, so every controller is on the unified
+# hierarchy, and runs integration tests there with CARTE_BIN=carte and then CARTE_BIN=runc in the same guest.
+#   tests/vm/run.sh [TEST...]      TEST: files of tests/tests/ (default: $CARTE_VM_TESTS or the list below)
+# Prints a table (test × carte × runc) and ends with one line:
+#   `vm: N passed, N failed, N skipped, N known runc failures` (over both runtimes; tests/vm/runc-known.txt)
+# and exits non-zero when a test failed, a test executable crashed or the guest did not finish in time.
+# Needs the release build (`cargo build --release`); installs qemu and the kernel through tests/setup.sh.
+# Logs in target/vm/: console.log (the guest's kernel and init), results.txt (every test's output).
+# The guest is ~10 times slower than the host: its tests prove behaviour, never timing.
+set -uo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root"
+out=target/vm
+mkdir -p "$out"
+default="lifecycle cgroups cgroup_parent cgroup_v2 verbs verbs_parity"
+# shellcheck disable=SC2206  # a space-separated list on purpose
+tests=(${CARTE_VM_TESTS:-$default})
+[ $# -gt 0 ] && tests=("$@")
+
+"$root/tests/setup.sh" >/dev/null || exit 1
+kernel=$(ls /boot/vmlinuz-*-amd64 2>/dev/null | sort -V | tail -n 1)
+[ -n "$kernel" ] || { echo "vm: no /boot/vmlinuz-*-amd64 (apt-get install linux-image-amd64)" >&2; exit 1; }
+[ -x target/release/carte ] || { echo "vm: target/release/carte missing (cargo build --release)" >&2; exit 1; }
+tests/vm/build-guest.sh "$out" "${tests[@]}" || exit 1
+
+rm -f "$out/console.log" "$out/results.txt"
+started=$(date +%s)
+# -smp 2 with one host thread per vCPU (TCG's multi-threaded mode); -m 2G holds the tmpfs root and the
+# bundles. ttyS0 is the console, ttyS1 the results channel. panic=-1 with -no-reboot ends qemu if init dies.
+timeout --kill-after=10 "${CARTE_VM_TIMEOUT:-1500}" qemu-system-x86_64 \
+    -accel tcg,thread=multi -cpu max -m 2G -smp 2 -nodefaults -display none -no-reboot \
+    -kernel "$kernel" -initrd "$out/initrd.img" \
+    -append "console=ttyS0 cgroup_no_v1=all panic=-1 quiet" \
+    -serial "file:$out/console.log" -serial "file:$out/results.txt"
+qemu_rc=$?
+seconds=$(($(date +%s) - started))
+tr -d '\r' <"$out/results.txt" >"$out/results.log"
+
+# `== vm begin RT T` … `test NAME ... ok|FAILED|ignored` … `== vm end RT T rc=N`: one table row per test,
+# a failure for an executable that exited non-zero without a failed test (a crash or the guest's timeout)
+# or never ended, and for a guest that did not reach `== vm done`.
+awk -v qemu_rc="$qemu_rc" -v seconds="$seconds" -v kernel="$(basename "$kernel")" \
+    -v known_file=tests/vm/runc-known.txt '
+  BEGIN { while ((getline l < known_file) > 0) if (l !~ /^#/ && l ~ /::/) { split(l, w, " "); known[w[1]] = 1 } }
+  /^== vm begin / { rt = $4; t = $5; open_[rt " " t] = 1; next }
+  /^== vm end / {
+    rt = $4; t = $5; rc = $6; sub(/rc=/, "", rc); delete open_[rt " " t]
+    if (rc != 0 && !failed[rt " " t]) { key = t "::(exit status " rc ")"; add(key, rt, "FAILED") }
+    next
+  }
+  /^== vm done/ { done = 1; next }
+  /^test .* \.\.\. (ok|FAILED|ignored)$/ && rt != "" {
+    add(t "::" $2, rt, $NF)
+    if ($NF == "FAILED") failed[rt " " t] = 1
+  }
+  function add(key, rt, r) {
+    if (!(key in seen)) { seen[key] = 1; order[++n] = key }
+    if (rt == "runc" && (key in known)) {
+      if (r == "ok") printf "runc now passes %s in the v2 guest (remove it from tests/vm/runc-known.txt)\n", key
+      else if (r == "FAILED") { r = "known"; k++ }
+    }
+    res[key, rt] = r
+    if (r == "ok") p[rt]++; else if (r == "ignored") s[rt]++; else if (r != "known") f[rt]++
+  }
+  END {
+    for (k in open_) { split(k, w, " "); add(w[2] "::(did not finish)", w[1], "FAILED") }
+    printf "%-70s %-8s %-8s\n", "cgroup v2 guest (" kernel ", cgroup_no_v1=all)", "carte", "runc"
+    for (i = 1; i <= n; i++) {
+      k = order[i]; c = res[k, "carte"]; r = res[k, "runc"]
+      printf "%-70s %-8s %-8s\n", k, c == "" ? "-" : c, r == "" ? "-" : r
+    }
+    printf "vm carte: %d passed, %d failed, %d skipped\n", p["carte"], f["carte"], s["carte"]
+    printf "vm runc: %d passed, %d failed, %d skipped, %d known runc failures\n", p["runc"], f["runc"], s["runc"], k
+    bad = f["carte"] + f["runc"]
+    if (!done) { printf "vm: the guest did not finish (qemu exit status %d): see target/vm/console.log\n", qemu_rc; bad++ }
+    printf "vm stage took %d s\n", seconds
+    printf "vm: %d passed, %d failed, %d skipped, %d known runc failures\n", p["carte"] + p["runc"], bad, s["carte"] + s["runc"], k
+    exit bad > 0
+  }
+' "$out/results.log"
+rc=$?
+if [ "$rc" -ne 0 ]; then
+    echo "---- vm: failed tests' output (target/vm/results.log)"
+    awk '/^---- .* stdout ----$/ { show = 1 } /^failures:$/ && show { show = 0 } show' "$out/results.log" | head -n 200
+    echo "---- vm: guest console (last lines of target/vm/console.log)"
+    tail -n 20 "$out/console.log"
+fi
+exit "$rc"
