@@ -6,6 +6,7 @@ pub mod bridge;
 pub mod exec;
 pub mod identity;
 pub mod init;
+pub mod listener;
 pub mod plan;
 pub mod sync;
 
@@ -234,8 +235,12 @@ fn spawn(
     }
     parent.send(&Msg::Go(Box::new(st.clone())))?;
     loop {
-        match parent.recv()? {
-            Some(Msg::HooksPlease) => {
+        match parent.recv_fds()? {
+            (Some(Msg::SeccompListener), fds) => {
+                // runc's shape: the state says "creating" and names the init.
+                listener::forward(&plan.proc, fds, pid, st.oci_value(Status::Creating))?;
+            }
+            (Some(Msg::HooksPlease), _) => {
                 let hooks = b.spec.hooks().as_ref();
                 let json = st.oci_json(Status::Creating);
                 crate::hooks::run_all(
@@ -250,14 +255,14 @@ fn spawn(
                 )?;
                 parent.send(&Msg::HooksDone)?;
             }
-            Some(Msg::Ready) => break,
-            Some(Msg::Failed(m)) => return Err(Error::Init(m)),
-            Some(m) => {
+            (Some(Msg::Ready), _) => break,
+            (Some(Msg::Failed(m)), _) => return Err(Error::Init(m)),
+            (Some(m), _) => {
                 return Err(Error::Other(format!(
                     "sync: unexpected {m:?} from the init"
                 )))
             }
-            None => return Err(Error::Init("exited during setup without a word".into())),
+            (None, _) => return Err(Error::Init("exited during setup without a word".into())),
         }
     }
     // The init sent the master before it said Ready.
