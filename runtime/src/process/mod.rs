@@ -223,10 +223,11 @@ fn spawn(
             adj.to_string().as_bytes(),
         )?;
     }
-    if userns && plan.ns.new_flags & libc::CLONE_NEWNS != 0 {
+    if (userns || crate::rootfs::idmap::any(&b.spec)) && plan.ns.new_flags & libc::CLONE_NEWNS != 0
+    {
         // Opened as host root, in the init's new mount namespace (it exists by now): inside its
-        // user namespace the init may not reach them.
-        let sources = crate::rootfs::sources::open_in(pid, &b.spec, &b.dir)?;
+        // user namespace the init may not reach them, and only host root may idmap a host mount.
+        let sources = crate::rootfs::sources::open_in(pid, &b.spec, &b.dir, userns)?;
         if !sources.is_empty() {
             let (idx, fds): (Vec<usize>, Vec<i32>) =
                 sources.iter().map(|(i, f)| (*i, f.as_raw_fd())).unzip();
