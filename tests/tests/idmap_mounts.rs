@@ -154,6 +154,29 @@ fn host_dir_of_uid_1000_shows_as_root_and_writes_land_as_1000() {
 }
 
 #[test]
+fn mount_maps_work_without_a_user_namespace() {
+    let Some(ctx) = Ctx::new() else { return };
+    let vol = Volume::new(&ctx);
+    let mut b = ctx.bundle();
+    std::fs::create_dir_all(b.rootfs().join("v")).ok();
+    // config.md requires a user namespace only when the mount brings no maps of its own.
+    let to_root = json!([{"containerID": 1000, "hostID": 0, "size": 1}]);
+    b.mount(volume("/v", &vol.dir, &["rbind", "idmap"], Some(to_root)));
+    b.sh("stat -c %u:%g /v/f; touch /v/by-root && echo wrote");
+    let id = ctx.id("idmapnous");
+    let out = ctx.rt.run(&id, &b, &[]);
+    if is_carte() {
+        assert_eq!(out.stdout, "0:0\nwrote\n", "{out}");
+        assert_eq!(owner(&vol.dir.join("by-root")), (1000, 1000));
+    } else {
+        // runc 1.1.5: a plain bind, the host's ids as they are, so the container's root (without
+        // CAP_DAC_OVERRIDE in the test config) may not write into the 1000-owned 0755 directory.
+        assert_eq!(out.stdout, "1000:1000\n", "{out}");
+        assert!(!vol.dir.join("by-root").exists(), "{out}");
+    }
+}
+
+#[test]
 fn idmap_refusals_name_the_mount() {
     let Some(ctx) = Ctx::new() else { return };
     let src = ctx.tempdir();
