@@ -285,15 +285,37 @@ fn agent_answers_mkdir_for_init_and_exec() {
 fn run_reports_the_answers() {
     let Some(ctx) = Ctx::new() else { return };
     let agent = Agent::start(&ctx.tempdir());
-    let mut b = ctx.bundle();
-    b.mount(json!({"destination": "/w", "type": "tmpfs", "source": "tmpfs"}));
-    b.set("/linux/seccomp", notify_profile(&agent.path, "agent-meta"));
-    b.set("/process/noNewPrivileges", json!(false));
-    b.sh(MKDIRS);
-    let id = ctx.id("notifyrun");
-    let out = ctx.rt.run(&id, &b, &[]).ok();
-    assert_answered(&out.stdout);
-    assert_state(&agent.next(), &id, b.path_str(), "creating");
+    // Without no_new_privs (the filter then needs CAP_SYS_ADMIN), and inside a user namespace.
+    for userns in [false, true] {
+        let mut b = ctx.bundle();
+        b.mount(json!({"destination": "/w", "type": "tmpfs", "source": "tmpfs"}));
+        b.set("/linux/seccomp", notify_profile(&agent.path, "agent-meta"));
+        b.set("/process/noNewPrivileges", json!(false));
+        if userns {
+            user_namespace(&mut b);
+            // The rootfs belongs to host root, which the namespace does not map.
+            std::fs::create_dir_all(b.rootfs().join("w")).ok();
+        }
+        b.sh(MKDIRS);
+        let id = ctx.id(if userns { "notifyus" } else { "notifyrun" });
+        let out = ctx.rt.run(&id, &b, &[]).ok();
+        assert_answered(&out.stdout);
+        assert_state(&agent.next(), &id, b.path_str(), "creating");
+    }
+}
+
+/// Root mapped to host 100000; /sys bound (a fresh sysfs needs the network namespace's owner).
+fn user_namespace(b: &mut Bundle) {
+    b.namespace("user", None);
+    let map = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    b.set("/linux/uidMappings", map.clone());
+    b.set("/linux/gidMappings", map);
+    b.remove_mount("/sys/fs/cgroup");
+    b.remove_mount("/sys");
+    b.mount(
+        json!({"destination": "/sys", "type": "bind", "source": "/sys",
+        "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]}),
+    );
 }
 
 #[test]
