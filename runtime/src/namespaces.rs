@@ -129,7 +129,10 @@ pub fn plan(spec: &Spec) -> Result<NsPlan> {
     Ok(p)
 }
 
-fn id_map(m: Option<&[oci_spec::runtime::LinuxIdMapping]>, field: &str) -> Result<String> {
+pub(crate) fn id_map(
+    m: Option<&[oci_spec::runtime::LinuxIdMapping]>,
+    field: &str,
+) -> Result<String> {
     let m = m
         .filter(|m| !m.is_empty())
         .ok_or_else(|| Error::spec(field, "a new user namespace needs at least one mapping"))?;

@@ -363,24 +363,7 @@ pub const MOUNT_ATTR_NODIRATIME: u64 = 0x80;
 /// `mount_setattr(fd, "", AT_EMPTY_PATH, {attr_set})`: change the flags of the mount `fd` names
 /// (a detached one from `open_tree_clone`).
 pub fn mount_setattr(fd: BorrowedFd, attr_set: u64) -> Result<(), Errno> {
-    let attr = MountAttr {
-        attr_set,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: 0,
-    };
-    // SAFETY: the empty C string and `attr` outlive the call; the size matches the struct.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            fd.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_EMPTY_PATH,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    Errno::result(ret).map(drop)
+    mount_setattr_set_clr(fd, attr_set, 0, false)
 }
 
 /// `memfd_create(2)`; `exec` asks for MFD_EXEC (kernels with vm.memfd_noexec want it said).
@@ -449,18 +432,43 @@ pub fn mount_setattr_set_clr(
         propagation: 0,
         userns_fd: 0,
     };
+    mount_setattr_raw(fd, &attr, recursive)
+}
+
+/// Give the detached mount `fd` (and with `recursive` every mount below it) the id mapping of the
+/// user namespace `userns` (mount_setattr(2) `MOUNT_ATTR_IDMAP`, Linux 5.12). The kernel takes it
+/// only on a detached mount of a filesystem that supports idmapping (EINVAL otherwise), from a
+/// caller privileged over both the namespace and the filesystem.
+pub fn mount_setattr_idmap(
+    fd: BorrowedFd,
+    userns: BorrowedFd,
+    recursive: bool,
+) -> Result<(), Errno> {
+    const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_IDMAP,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: userns.as_raw_fd() as u64,
+    };
+    mount_setattr_raw(fd, &attr, recursive)
+}
+
+/// `mount_setattr(fd, "", AT_EMPTY_PATH [| AT_RECURSIVE], attr)`.
+fn mount_setattr_raw(fd: BorrowedFd, attr: &MountAttr, recursive: bool) -> Result<(), Errno> {
     let mut flags = libc::AT_EMPTY_PATH;
     if recursive {
         flags |= libc::AT_RECURSIVE;
     }
-    // SAFETY: the empty C string and `attr` outlive the call; the size matches the struct.
+    // SAFETY: the empty C string and `attr` outlive the call; the size matches the struct; the
+    // kernel only reads `attr`.
     let ret = unsafe {
         libc::syscall(
             libc::SYS_mount_setattr,
             fd.as_raw_fd(),
             c"".as_ptr(),
             flags,
-            &attr as *const MountAttr,
+            attr as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
         )
     };

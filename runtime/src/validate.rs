@@ -71,18 +71,8 @@ pub fn check(spec: &Spec) -> Result<()> {
                 format!("{} is not an absolute path", d.display()),
             ));
         }
-        let opts = m.options().as_deref().unwrap_or_default();
-        if let Some(w) = opts.iter().find(|o| *o == "idmap" || *o == "ridmap") {
-            // config.md 1.2: idmap without a user namespace "MUST" be an error. With one, carte
-            // does not do idmapped mounts yet (not advertised by `features`): refuse rather than
-            // mount without the mapping.
-            let why = if seen.contains(&LinuxNamespaceType::User) {
-                format!("`{w}` (idmapped mounts) is not supported by carte yet")
-            } else {
-                format!("`{w}` needs a user namespace")
-            };
-            return Err(Error::spec(format!("mounts[{i}].options"), why));
-        }
+        // Idmapped mounts: bind only, both maps or none, none only with a user namespace (config.md).
+        crate::rootfs::idmap::of(m, i, seen.contains(&LinuxNamespaceType::User))?;
     }
     if let Some(hooks) = spec.hooks() {
         let lists = [

@@ -11,6 +11,7 @@
 //!  Go ────────────────────────────────────▶ setns user, others, mount last; setsid;
 //!                                           console, rlimits, caps, user, cwd;
 //!                                           clear PDEATHSIG (detached)
+//!  [send state + fd to listenerPath ◀───── SeccompListener + fd]    SCMP_ACT_NOTIFY filter
 //!  ◀─────────────────────────────────────── Ready (or Failed{msg})
 //!  pid file; wait or exit                   close fds, seccomp, execve
 //! ```
@@ -143,7 +144,22 @@ pub fn spawn(st: &State, spec: &Spec, plan: &ProcPlan, o: &ExecOpts) -> Result<S
                 return Err(e);
             }
             parent.send(&Msg::Go(Box::new(st.clone())))?;
-            match parent.recv()? {
+            let mut reply = parent.recv_fds()?;
+            if let (Some(Msg::SeccompListener), fds) = reply {
+                // runc's setns shape: the state is the running container's, `pid` the new process.
+                let res =
+                    super::listener::forward(plan, fds, pid, st.oci_value(state::Status::Running));
+                if let Err(e) = res {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::SIGKILL,
+                    );
+                    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+                    return Err(e);
+                }
+                reply = parent.recv_fds()?;
+            }
+            match reply.0 {
                 Some(Msg::Ready) => Ok(Spawned {
                     pid,
                     // The child sent the master before it said Ready.
@@ -227,6 +243,7 @@ fn child_story(
         // death signal before sending it.
         nix::sys::prctl::set_pdeathsig(None).ctx("prctl", "PR_SET_PDEATHSIG")?;
     }
+    super::listener::hand_over(plan, chan)?;
     chan.send(&Msg::Ready)?;
     crate::signals::reset_defaults()?;
     let listen = std::env::var("LISTEN_FDS")

@@ -155,6 +155,7 @@ fn story(
     rootfs::finish(a.spec)?;
     crate::proc_attrs::set_hostname(plan.hostname.as_deref(), plan.domainname.as_deref())?;
     let (exe, envp) = super::identity::assume(&plan.proc)?;
+    super::listener::hand_over(&plan.proc, chan)?;
     chan.send(&Msg::Ready)?;
     chan.expect(Msg::Commit)?;
     nix::sys::prctl::set_pdeathsig(None).ctx("prctl", "PR_SET_PDEATHSIG")?;

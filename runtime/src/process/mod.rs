@@ -6,6 +6,7 @@ pub mod bridge;
 pub mod exec;
 pub mod identity;
 pub mod init;
+pub mod listener;
 pub mod plan;
 pub mod sync;
 
@@ -222,10 +223,11 @@ fn spawn(
             adj.to_string().as_bytes(),
         )?;
     }
-    if userns && plan.ns.new_flags & libc::CLONE_NEWNS != 0 {
+    if (userns || crate::rootfs::idmap::any(&b.spec)) && plan.ns.new_flags & libc::CLONE_NEWNS != 0
+    {
         // Opened as host root, in the init's new mount namespace (it exists by now): inside its
-        // user namespace the init may not reach them.
-        let sources = crate::rootfs::sources::open_in(pid, &b.spec, &b.dir)?;
+        // user namespace the init may not reach them, and only host root may idmap a host mount.
+        let sources = crate::rootfs::sources::open_in(pid, &b.spec, &b.dir, userns)?;
         if !sources.is_empty() {
             let (idx, fds): (Vec<usize>, Vec<i32>) =
                 sources.iter().map(|(i, f)| (*i, f.as_raw_fd())).unzip();
@@ -234,8 +236,12 @@ fn spawn(
     }
     parent.send(&Msg::Go(Box::new(st.clone())))?;
     loop {
-        match parent.recv()? {
-            Some(Msg::HooksPlease) => {
+        match parent.recv_fds()? {
+            (Some(Msg::SeccompListener), fds) => {
+                // runc's shape: the state says "creating" and names the init.
+                listener::forward(&plan.proc, fds, pid, st.oci_value(Status::Creating))?;
+            }
+            (Some(Msg::HooksPlease), _) => {
                 let hooks = b.spec.hooks().as_ref();
                 let json = st.oci_json(Status::Creating);
                 crate::hooks::run_all(
@@ -250,14 +256,14 @@ fn spawn(
                 )?;
                 parent.send(&Msg::HooksDone)?;
             }
-            Some(Msg::Ready) => break,
-            Some(Msg::Failed(m)) => return Err(Error::Init(m)),
-            Some(m) => {
+            (Some(Msg::Ready), _) => break,
+            (Some(Msg::Failed(m)), _) => return Err(Error::Init(m)),
+            (Some(m), _) => {
                 return Err(Error::Other(format!(
                     "sync: unexpected {m:?} from the init"
                 )))
             }
-            None => return Err(Error::Init("exited during setup without a word".into())),
+            (None, _) => return Err(Error::Init("exited during setup without a word".into())),
         }
     }
     // The init sent the master before it said Ready.

@@ -125,6 +125,12 @@ pub fn build_process(p: &Process, linux: Option<&oci_spec::runtime::Linux>) -> R
                 c.instruction_counts().len(),
                 c.instruction_counts()
             );
+            if let Some(l) = c.listener() {
+                log::debug!(
+                    "seccomp: SCMP_ACT_NOTIFY rules in a listener filter, for the agent at {}",
+                    l.path.display()
+                );
+            }
             Some(c)
         }
         None => None,

@@ -19,6 +19,8 @@
 //!  run prestart + createRuntime hooks ◀─────── HooksPlease
 //!  HooksDone ────────────────────────────────▶ createContainer hooks, pivot_root, sysctl,
 //!                                              console, paths, hostname, rlimits, user, caps
+//!  [SCMP_ACT_NOTIFY: send the state + fd  ◀─── SeccompListener + fd]   notify filter installed
+//!   to the agent at listenerPath]
 //!  ◀────────────────────────────────────────── Ready (or Failed{msg} at any step)
 //!  pid file, state.json
 //!  Commit ───────────────────────────────────▶ clear PDEATHSIG
@@ -51,6 +53,8 @@ pub enum Msg {
     /// Bind-mount sources the parent opened in the container's mount namespace (user namespaces
     /// only): the `mounts` indices, in the order of the fds that travel with the message.
     Sources(Vec<usize>),
+    /// The `SCMP_ACT_NOTIFY` filter's listener fd travels with it (see `listener.rs`).
+    SeccompListener,
 }
 
 pub struct Channel {

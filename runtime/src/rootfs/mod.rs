@@ -5,6 +5,7 @@
 
 pub mod cgroupfs;
 pub mod devices;
+pub mod idmap;
 pub mod mount;
 pub mod paths;
 pub mod pivot;

@@ -95,6 +95,8 @@ pub fn parse_options(opts: &[String]) -> Options {
             }
             // containerd-only extension words carte does not act on.
             "tmpcopyup" => continue,
+            // Not mount(2) flags or data (config.md): `idmap.rs` acts on them.
+            "idmap" | "ridmap" => continue,
             other => {
                 o.data.push(other.to_string());
                 continue;
@@ -191,17 +193,34 @@ pub fn mount_one(
                 format!("bind mount on {} has no source", dest.display()),
             )
         })?;
-        let rec = o.flags & MsFlags::MS_REC;
-        let by_fd = src_fd.map(safe_path::fd_path);
-        let from = by_fd.as_deref().map(Path::new).unwrap_or(&src);
-        mount(
-            Some(from),
-            tpath.as_str(),
-            None::<&str>,
-            MsFlags::MS_BIND | rec,
-            None::<&str>,
-        )
-        .ctx(&format!("bind mount {}", src.display()), dest.display())?;
+        if super::idmap::wanted(m) {
+            // The parent made the detached idmapped tree (only host root may); we attach it.
+            let tree = src_fd.ok_or_else(|| {
+                Error::spec(
+                    "mounts",
+                    format!(
+                        "idmapped mount on {} needs a mount namespace of the container's own",
+                        dest.display()
+                    ),
+                )
+            })?;
+            crate::sys::move_mount_fd(tree.as_fd(), target.as_fd()).ctx(
+                &format!("move idmapped mount of {} onto", src.display()),
+                dest.display(),
+            )?;
+        } else {
+            let rec = o.flags & MsFlags::MS_REC;
+            let by_fd = src_fd.map(safe_path::fd_path);
+            let from = by_fd.as_deref().map(Path::new).unwrap_or(&src);
+            mount(
+                Some(from),
+                tpath.as_str(),
+                None::<&str>,
+                MsFlags::MS_BIND | rec,
+                None::<&str>,
+            )
+            .ctx(&format!("bind mount {}", src.display()), dest.display())?;
+        }
         // Flags other than bind/rec need a remount of the new bind mount to take effect.
         let extra = o.flags - (MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
         if !extra.is_empty() {

@@ -133,6 +133,26 @@ pub(super) fn check_sizes(programs: &[Vec<libc::sock_filter>]) -> Result<(), Str
 
 /// One `seccomp(SECCOMP_SET_MODE_FILTER, flags, &prog)` call; allocation-free.
 pub(super) fn install(program: &[libc::sock_filter], flags: libc::c_ulong) -> Result<(), Errno> {
+    match set_mode_filter(program, flags)? {
+        0 => Ok(()),
+        // With TSYNC a positive return is the id of a thread that could not be synchronised.
+        _ => Err(Errno::ESRCH),
+    }
+}
+
+/// The same call with `SECCOMP_FILTER_FLAG_NEW_LISTENER` in `flags`: the kernel returns the
+/// listener, a new close-on-exec fd (seccomp(2)).
+pub(super) fn install_listener(
+    program: &[libc::sock_filter],
+    flags: libc::c_ulong,
+) -> Result<std::os::fd::OwnedFd, Errno> {
+    let fd = set_mode_filter(program, flags | libc::SECCOMP_FILTER_FLAG_NEW_LISTENER)?;
+    let fd = std::os::fd::RawFd::try_from(fd).map_err(|_| Errno::EBADF)?;
+    Ok(crate::sys::own(fd))
+}
+
+/// The raw syscall; its non-negative return value.
+fn set_mode_filter(program: &[libc::sock_filter], flags: libc::c_ulong) -> Result<i64, Errno> {
     let len = u16::try_from(program.len()).map_err(|_| Errno::E2BIG)?;
     let fprog = libc::sock_fprog {
         len,
@@ -149,10 +169,9 @@ pub(super) fn install(program: &[libc::sock_filter], flags: libc::c_ulong) -> Re
             &fprog as *const libc::sock_fprog,
         )
     };
-    match rc {
-        0 => Ok(()),
-        // With TSYNC a positive return is the id of a thread that could not be synchronised.
-        r if r > 0 => Err(Errno::ESRCH),
-        _ => Err(Errno::last()),
+    if rc < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(rc)
     }
 }

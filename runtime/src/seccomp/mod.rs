@@ -8,9 +8,13 @@
 //! USER_NOTIF > TRACE > LOG > ALLOW; for equal precedence the filter installed last wins), which gives
 //! libseccomp's answer for every profile whose entries do not overlap with different actions. See
 //! `shared/research/seccomp.md` §3. Everything fallible happens in [`compile`]; the init only calls
-//! [`Compiled::install`], which makes `seccomp(2)` calls and nothing else.
+//! [`Compiled::install_notify`] and [`Compiled::install`], which make `seccomp(2)` calls and nothing else.
+//!
+//! `SCMP_ACT_NOTIFY` rules get a filter of their own, installed with `SECCOMP_FILTER_FLAG_NEW_LISTENER`
+//! (seccompiler 0.5 has no USER_NOTIF action: see `notify.rs`); the kernel allows one listener per stack.
 
 mod bpf;
+mod notify;
 
 #[cfg(target_arch = "aarch64")]
 mod table_aarch64;
@@ -21,6 +25,8 @@ mod table_x86_64;
 mod tests;
 
 use std::collections::BTreeMap;
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
 
 use oci_spec::runtime::{
     Arch, LinuxSeccomp, LinuxSeccompAction as Act, LinuxSeccompArg, LinuxSeccompFilterFlag as Flag,
@@ -73,9 +79,24 @@ pub struct Compiled {
     programs: Vec<Vec<libc::sock_filter>>,
     /// `SECCOMP_FILTER_FLAG_*` bits passed with every program.
     flags: libc::c_ulong,
+    /// `SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV` when asked for: the kernel takes it only with a listener.
+    wait_killable: libc::c_ulong,
+    /// The filter of the `SCMP_ACT_NOTIFY` rules (USER_NOTIF for them, ALLOW for the rest), installed
+    /// with NEW_LISTENER before the others; `None` without such rules.
+    notify: Option<Vec<libc::sock_filter>>,
+    /// Where the listener fd goes (`listenerPath`, `listenerMetadata`); `Some` exactly when `notify` is.
+    listener: Option<Listener>,
     /// Things a user may want to know but that do not stop the container (unknown syscall names,
     /// ignored flags, architectures we kill rather than filter). The caller logs them at debug level.
     notes: Vec<String>,
+}
+
+/// The seccomp agent of `SCMP_ACT_NOTIFY` rules: the runtime sends it the container process state and
+/// the listener fd (config-linux.md, "listenerPath").
+#[derive(Debug, Clone)]
+pub struct Listener {
+    pub path: PathBuf,
+    pub metadata: Option<String>,
 }
 
 // `libc::sock_filter` is plain integers; the assertion keeps `Compiled` movable into the child.
@@ -96,6 +117,24 @@ impl Compiled {
             bpf::install(program, self.flags)?;
         }
         Ok(())
+    }
+
+    /// Loads the `SCMP_ACT_NOTIFY` filter with NEW_LISTENER and returns its listener fd (close-on-exec);
+    /// `Ok(None)` without notify rules. Same privilege rule as [`Compiled::install`].
+    pub fn install_notify(&self) -> Result<Option<OwnedFd>, nix::errno::Errno> {
+        let Some(program) = &self.notify else {
+            return Ok(None);
+        };
+        // TSYNC and NEW_LISTENER together need TSYNC_ESRCH; the init is single-threaded anyway.
+        let flags = (self.flags & !libc::SECCOMP_FILTER_FLAG_TSYNC)
+            | libc::SECCOMP_FILTER_FLAG_NEW_LISTENER
+            | self.wait_killable;
+        bpf::install_listener(program, flags).map(Some)
+    }
+
+    /// Where the listener fd is to be sent, when the profile has `SCMP_ACT_NOTIFY` rules.
+    pub fn listener(&self) -> Option<&Listener> {
+        self.listener.as_ref()
     }
 
     /// Number of BPF instructions of each program, in install order (for `--debug` and tests).
@@ -126,26 +165,46 @@ pub fn compile(spec: &LinuxSeccomp) -> Result<Compiled, SeccompError> {
         });
     };
     let mut notes = Vec::new();
+    if spec.default_action() == Act::ScmpActNotify {
+        // runc: every syscall would wait for an agent that has no fd yet, the runtime's own included.
+        return Err(SeccompError::Unsupported {
+            field: "linux.seccomp.defaultAction".into(),
+            reason: "SCMP_ACT_NOTIFY as the default action".into(),
+        });
+    }
     let default = action(
         spec.default_action(),
         spec.default_errno_ret(),
         "linux.seccomp.default",
     )?;
-    let flags = flags(spec.flags().as_deref(), &mut notes);
+    let (flags, wait_killable) = flags(spec.flags().as_deref());
     architectures(spec.architectures().as_deref(), native, &mut notes);
-    if spec.listener_path().is_some() {
-        notes.push("linux.seccomp.listenerPath: ignored, no rule uses SCMP_ACT_NOTIFY".into());
-    }
 
-    let rules = collect(spec, &default, &mut notes)?;
+    let mut rules = collect(spec, &default, &mut notes)?;
+    let listener = notify::listener(spec, !rules.notify.is_empty(), &mut notes)?;
+    if wait_killable != 0 && listener.is_none() {
+        notes.push(
+            "linux.seccomp.flags: SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV ignored, it only applies to \
+             SCMP_ACT_NOTIFY"
+                .into(),
+        );
+    }
+    let notify = match std::mem::take(&mut rules.notify) {
+        n if n.is_empty() => None,
+        chains => Some(notify::program(chains, target)?),
+    };
     let programs = stack(rules, default, spec.default_action(), target)?;
-    bpf::check_sizes(&programs).map_err(|reason| SeccompError::Compile {
+    let all: Vec<_> = programs.iter().chain(notify.iter()).cloned().collect();
+    bpf::check_sizes(&all).map_err(|reason| SeccompError::Compile {
         filter: "stacked".into(),
         reason,
     })?;
     Ok(Compiled {
         programs,
         flags,
+        wait_killable,
+        notify,
+        listener,
         notes,
     })
 }
@@ -159,6 +218,8 @@ struct Sorted {
     groups: BTreeMap<u32, (SeccompAction, Chains)>,
     /// The highest syscall number the profile names (runc's bound for ENOSYS).
     highest: Option<u32>,
+    /// The `SCMP_ACT_NOTIFY` syscalls: their own filter, with the listener.
+    notify: Chains,
 }
 
 /// Validates every `syscalls[]` entry and sorts it into the base filter and the action groups.
@@ -171,13 +232,23 @@ fn collect(
         base: Chains::new(),
         groups: BTreeMap::new(),
         highest: None,
+        notify: Chains::new(),
     };
     for (i, entry) in spec.syscalls().iter().flatten().enumerate() {
         let field = format!("linux.seccomp.syscalls[{i}]");
-        let act = action(entry.action(), entry.errno_ret(), &field)?;
         let rules = rules(entry, &field)?;
         let numbers = resolve(entry, &field, notes);
         sorted.highest = numbers.iter().copied().chain(sorted.highest).max();
+        if entry.action() == Act::ScmpActNotify {
+            notify::check_entry(entry, &field)?;
+            for nr in numbers {
+                // The base filter must let the call through for the notify filter's answer to count.
+                merge(&mut sorted.base, nr, rules.clone());
+                merge(&mut sorted.notify, nr, rules.clone());
+            }
+            continue;
+        }
+        let act = action(entry.action(), entry.errno_ret(), &field)?;
         // A rule that repeats the default changes nothing (libseccomp even rejects it); runc and youki
         // skip it too. Its names still count for the ENOSYS bound: the profile knows those syscalls.
         if act == *default {
@@ -292,15 +363,11 @@ fn action(act: Act, errno_ret: Option<u32>, what: &str) -> Result<SeccompAction,
         }
         // The tracer receives the errnoRet as the event message, as with runc.
         Act::ScmpActTrace => SeccompAction::Trace(data),
+        // Sorted out before: `compile` refuses it as the default, `collect` gives it its own filter.
         Act::ScmpActNotify => {
-            let field = if what.ends_with(".default") {
-                "linux.seccomp.defaultAction".to_string()
-            } else {
-                format!("{what}.action")
-            };
             return Err(SeccompError::Unsupported {
-                field,
-                reason: "SCMP_ACT_NOTIFY (seccomp user notification)".into(),
+                field: format!("{what}.action"),
+                reason: "SCMP_ACT_NOTIFY here".into(),
             });
         }
     })
@@ -308,11 +375,13 @@ fn action(act: Act, errno_ret: Option<u32>, what: &str) -> Result<SeccompAction,
 
 /// `flags` → `SECCOMP_FILTER_FLAG_*`. Absent means SPEC_ALLOW, as runc ≥ 1.2 and crun do: without it
 /// the kernel turns on the speculative-store-bypass mitigation for the container, a measurable slowdown.
-fn flags(list: Option<&[Flag]>, notes: &mut Vec<String>) -> libc::c_ulong {
+/// The second value is WAIT_KILLABLE_RECV, kept apart: the kernel accepts it only with NEW_LISTENER.
+fn flags(list: Option<&[Flag]>) -> (libc::c_ulong, libc::c_ulong) {
     let Some(list) = list else {
-        return libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW;
+        return (libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW, 0);
     };
     let mut bits = 0;
+    let mut wait_killable = 0;
     for flag in list {
         bits |= match flag {
             Flag::SeccompFilterFlagLog => libc::SECCOMP_FILTER_FLAG_LOG,
@@ -320,15 +389,12 @@ fn flags(list: Option<&[Flag]>, notes: &mut Vec<String>) -> libc::c_ulong {
             // The init is single-threaded when it installs, so TSYNC changes nothing, but it is valid.
             Flag::SeccompFilterFlagTsync => libc::SECCOMP_FILTER_FLAG_TSYNC,
             Flag::SeccompFilterFlagWaitKillableRecv => {
-                // The kernel accepts it only together with NEW_LISTENER, i.e. with a notify rule.
-                notes.push(format!(
-                    "linux.seccomp.flags: {flag} ignored, it only applies to SCMP_ACT_NOTIFY"
-                ));
+                wait_killable = libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV;
                 0
             }
         };
     }
-    bits
+    (bits, wait_killable)
 }
 
 /// Records what `architectures` means here: the native ABI is filtered; other ABIs are killed by the

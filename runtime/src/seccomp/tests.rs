@@ -437,14 +437,27 @@ fn errors_name_the_field() {
     let notify = error_of(json!({"defaultAction": "SCMP_ACT_NOTIFY"}));
     assert_eq!(
         notify,
-        "linux.seccomp.defaultAction: SCMP_ACT_NOTIFY (seccomp user notification) is not supported"
+        "linux.seccomp.defaultAction: SCMP_ACT_NOTIFY as the default action is not supported"
     );
-    let notify_rule = error_of(json!({"defaultAction": "SCMP_ACT_ERRNO",
+    let no_listener = error_of(json!({"defaultAction": "SCMP_ACT_ERRNO",
         "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"},
                      {"names": ["ioctl"], "action": "SCMP_ACT_NOTIFY"}]}));
+    assert_eq!(
+        no_listener,
+        "linux.seccomp.listenerPath: required by the SCMP_ACT_NOTIFY rules"
+    );
+    let on_write = error_of(
+        json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/a",
+        "syscalls": [{"names": ["mkdir", "write"], "action": "SCMP_ACT_NOTIFY"}]}),
+    );
     assert!(
-        notify_rule.starts_with("linux.seccomp.syscalls[1].action: SCMP_ACT_NOTIFY"),
-        "{notify_rule}"
+        on_write.starts_with("linux.seccomp.syscalls[0].names: SCMP_ACT_NOTIFY on `write`"),
+        "{on_write}"
+    );
+    let metadata = error_of(json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerMetadata": "m"}));
+    assert_eq!(
+        metadata,
+        "linux.seccomp.listenerMetadata: set without listenerPath"
     );
     let index = error_of(
         json!({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"],
