@@ -344,13 +344,17 @@ fn run_detached_with_pid_file_and_console_socket() {
             ],
         )
         .ok();
-    assert!(sock.master().is_ok());
+    // Held to the end: closing the pty master hangs up the container's session (SIGHUP kills
+    // `sleep`), and a slow host (the v2 guest) then sees runc report the container stopped.
+    let master = sock.master();
+    assert!(master.is_ok());
     let pid = std::fs::read_to_string(&pid_file).unwrap_or_default();
     assert_eq!(
         json!(pid.trim().parse::<i64>().unwrap_or(-1)),
         ctx.rt.state(&id)["pid"]
     );
     assert_eq!(ctx.rt.status(&id), "running");
+    drop(master);
 }
 
 #[test]
