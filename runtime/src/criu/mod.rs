@@ -106,36 +106,39 @@ impl Command {
         }
     }
 
-    /// What failed, with the log's error lines quoted at warning level as runc does (`logCriuErrors`).
+    /// What failed, in one line with criu's first error from its log (its context is logged at
+    /// debug level, as runc's `logCriuErrors` quotes it).
     pub fn failed(&self, what: &str, status: impl std::fmt::Display) -> Error {
-        quote_errors(&self.log);
-        Error::Other(format!("{what}: criu {status}; see {}", self.log.display()))
+        let reason = first_error(&self.log)
+            .map(|e| format!(": {e}"))
+            .unwrap_or_default();
+        Error::Other(format!(
+            "{what}: criu {status}{reason} (log: {})",
+            self.log.display()
+        ))
     }
 }
 
-/// Log every `Error` line of criu's log with the lines before it, as runc's `logCriuErrors` does
-/// ("grep -B5 Error"): an engine shows the runtime's stderr, and criu's reason is in its log.
-fn quote_errors(log: &Path) {
-    let Ok(text) = std::fs::read_to_string(log) else {
-        return;
-    };
+/// The first `Error` line of criu's log, without its timestamp; the lines before each error are
+/// logged at debug level ("grep -B3 Error").
+fn first_error(log: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(log).ok()?;
     let lines: Vec<&str> = text.lines().collect();
-    let mut shown = 0usize;
+    let mut first = None;
     for (i, l) in lines.iter().enumerate() {
-        // criu's "Can't setup RLIMIT_NOFILE for self" is an Error line it recovers from.
-        if !l.contains("Error") || l.contains("RLIMIT_NOFILE") {
+        // "Can't setup RLIMIT_NOFILE for self" is an Error line criu goes on from.
+        if !l.contains("Error (") || l.contains("RLIMIT_NOFILE") {
             continue;
         }
-        for (j, line) in lines
-            .iter()
-            .enumerate()
-            .take(i + 1)
-            .skip(i.saturating_sub(3).max(shown))
-        {
-            log::warn!("{}:{line}", j + 1);
+        for line in &lines[i.saturating_sub(3)..=i] {
+            log::debug!("{}: {line}", log.display());
         }
-        shown = i + 1;
+        if first.is_none() {
+            let msg = l.find("Error (").map_or(*l, |at| &l[at..]);
+            first = Some(msg.trim().to_string());
+        }
     }
+    first
 }
 
 /// Run criu to completion (dump, pre-dump): its stdio are ours, so its rare direct messages reach
