@@ -337,3 +337,174 @@ fn features_advertise_checkpoint() {
     };
     assert_eq!(f["annotations"][key], want, "{f}");
 }
+
+/// runc's "checkpoint then restore into a different cgroup (via --manage-cgroups-mode ignore)": the restore's
+/// bundle names another cgroup; criu leaves cgroups alone, and the tree is born where the runtime put criu. The
+/// old cgroup went with the checkpoint, the new one has the bundle's limits, and `--pid-file` names the init.
+#[test]
+fn restore_into_another_cgroup_with_ignore_mode() {
+    let Some(ctx) = Ctx::new() else { return };
+    if !criu_ready() {
+        return;
+    }
+    let id = ctx.id("cr-cg");
+    let out = ctx.tempdir();
+    let mut b = counter(&ctx, &id, &out);
+    b.resource("pids", serde_json::json!({"limit": 20}));
+    ctx.rt.run(&id, &b, &["--detach"]).ok();
+    wait_count(&out, 3);
+    let old = Path::new("/sys/fs/cgroup/pids").join(cgroup_of(&id).trim_start_matches('/'));
+    assert!(old.is_dir(), "{} missing", old.display());
+    let (images, work) = paths(&ctx);
+    // runc 1.1.5 predates the "ignore" mode (runc 1.2 added it) and refuses the word: there the restore goes
+    // into the other cgroup with criu's default mode (soft) and runc's cgroup root.
+    let mode: &[&str] = if is_carte() {
+        &["--manage-cgroups-mode", "ignore"]
+    } else {
+        let refused = checkpoint(
+            &ctx,
+            &id,
+            &images,
+            &work,
+            &["--manage-cgroups-mode", "ignore"],
+        )
+        .fails();
+        assert!(
+            refused.stderr.contains("manage cgroups mode"),
+            "{}",
+            refused.stderr
+        );
+        &[]
+    };
+    checkpoint(&ctx, &id, &images, &work, mode).ok();
+    assert!(!old.exists(), "{} left after checkpoint", old.display());
+    let at_checkpoint = last(&out);
+
+    let new_cg = format!("{}-moved", cgroup_of(&id));
+    b.cgroups_path(&new_cg);
+    let pid_file = ctx.tempdir().join("pid");
+    let pf = pid_file.display().to_string();
+    let mut extra = mode.to_vec();
+    extra.extend(["--pid-file", pf.as_str()]);
+    restore(&ctx, &id, &b, &images, &work, &extra).ok();
+    assert_eq!(ctx.rt.status(&id), "running");
+    let pid = init_pid(&ctx, &id);
+    let written = std::fs::read_to_string(&pid_file).unwrap_or_default();
+    assert_eq!(written.trim(), pid.to_string(), "pid file");
+    assert!(!old.exists(), "restore recreated {}", old.display());
+    let new = Path::new("/sys/fs/cgroup/pids").join(new_cg.trim_start_matches('/'));
+    assert_eq!(
+        std::fs::read_to_string(new.join("pids.max"))
+            .unwrap_or_default()
+            .trim(),
+        "20"
+    );
+    assert!(
+        cgroup_line(pid, "pids").ends_with(&new_cg),
+        "{}",
+        cgroup_line(pid, "pids")
+    );
+    wait_count(&out, at_checkpoint + 3);
+    assert_consecutive(&counts(&out));
+    ctx.rt.delete_force(&id).ok();
+    ctx.assert_no_leaks(&id);
+    assert!(!new.exists(), "{} left after delete", new.display());
+}
+
+/// Without `--detach`, restore stays with the container as `run` does: it returns the container's exit status
+/// once the container is gone, and removes it.
+#[test]
+fn a_foreground_restore_waits_for_the_container() {
+    let Some(ctx) = Ctx::new() else { return };
+    if !criu_ready() {
+        return;
+    }
+    let id = ctx.id("cr-fg");
+    let out = ctx.tempdir();
+    let b = counter(&ctx, &id, &out);
+    ctx.rt.run(&id, &b, &["--detach"]).ok();
+    wait_count(&out, 3);
+    let (images, work) = paths(&ctx);
+    checkpoint(&ctx, &id, &images, &work, &[]).ok();
+    let at_checkpoint = last(&out);
+    b.write().expect("write config.json");
+    let (i, w) = (images.display().to_string(), work.display().to_string());
+    let fg = ctx
+        .rt
+        .spawn(
+            &[
+                "restore",
+                "--image-path",
+                &i,
+                "--work-path",
+                &w,
+                "--bundle",
+                b.path_str(),
+                &id,
+            ],
+            runtime::CallOpts::default(),
+        )
+        .expect("spawn restore");
+    wait_count(&out, at_checkpoint + 3);
+    assert_eq!(ctx.rt.status(&id), "running");
+    ctx.rt.kill(&id, "KILL").ok();
+    let done = fg.wait();
+    assert_eq!(done.code(), 137, "{done}");
+    assert!(
+        !ctx.rt.cmd(&["state", &id]).success(),
+        "{id} kept after its foreground restore ended"
+    );
+    ctx.assert_no_leaks(&id);
+}
+
+/// runc's "checkpoint --pre-dump (bad --parent-path)" and "checkpoint --pre-dump and restore". A pre-dump needs
+/// the kernel's soft-dirty memory tracking: where criu says it has none, the pre-dump fails and the container goes
+/// on untouched.
+#[test]
+fn pre_dump_and_parent_path() {
+    let Some(ctx) = Ctx::new() else { return };
+    if !criu_ready() {
+        return;
+    }
+    let id = ctx.id("cr-pre");
+    let out = ctx.tempdir();
+    let b = counter(&ctx, &id, &out);
+    ctx.rt.run(&id, &b, &["--detach"]).ok();
+    wait_count(&out, 3);
+    let dir = ctx.tempdir();
+    let (parent, images, work) = (dir.join("parent"), dir.join("images"), dir.join("work"));
+    let abs = parent.display().to_string();
+    for bad in [abs.as_str(), "../no-such-dir"] {
+        let out = checkpoint(&ctx, &id, &images, &work, &["--parent-path", bad]).fails();
+        assert!(out.stderr.contains("--parent-path"), "{}", out.stderr);
+    }
+    assert_eq!(ctx.rt.status(&id), "running");
+    let tracks = Command::new("criu")
+        .args(["check", "--feature", "mem_dirty_track"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let pre = checkpoint(&ctx, &id, &parent, &work, &["--pre-dump"]);
+    if !tracks {
+        eprintln!("criu: no memory dirty tracking on this kernel: pre-dump must fail");
+        pre.fails();
+        let now = last(&out);
+        wait_count(&out, now + 2);
+        assert_eq!(ctx.rt.status(&id), "running");
+        ctx.rt.delete_force(&id).ok();
+        ctx.assert_no_leaks(&id);
+        return;
+    }
+    pre.ok();
+    assert_eq!(ctx.rt.status(&id), "running");
+    checkpoint(&ctx, &id, &images, &work, &["--parent-path", "../parent"]).ok();
+    assert!(
+        images.join("parent").exists(),
+        "criu did not link the parent images"
+    );
+    let at_checkpoint = last(&out);
+    restore(&ctx, &id, &b, &images, &work, &[]).ok();
+    wait_count(&out, at_checkpoint + 3);
+    assert_consecutive(&counts(&out));
+    ctx.rt.delete_force(&id).ok();
+    ctx.assert_no_leaks(&id);
+}
