@@ -508,3 +508,33 @@ fn pre_dump_and_parent_path() {
     ctx.rt.delete_force(&id).ok();
     ctx.assert_no_leaks(&id);
 }
+
+/// Stdio that is the host's /dev/null (what an engine gives a detached container without stdin) is reopened on the
+/// container's own /dev/null (runc's reOpenDevNull): an fd on a file of the host's mount namespace is one criu
+/// cannot dump ("Can't lookup mount for fd"), which made `podman container checkpoint` fail.
+#[test]
+fn host_dev_null_stdio_is_reopened_inside() {
+    let Some(ctx) = Ctx::new() else { return };
+    let id = ctx.id("cr-null");
+    let out = ctx.tempdir();
+    let mut b = counter(&ctx, &id, &out);
+    // Detached, fd 0 is the harness's /dev/null (a foreground runc gives its container pipes instead).
+    b.sh("{ grep mnt_id /proc/self/fdinfo/0 | tr -dc 0-9; echo; grep ' /dev ' /proc/self/mountinfo | cut -d' ' -f1; } \
+          > /out/r.tmp; mv /out/r.tmp /out/r; sleep 100");
+    ctx.rt.run(&id, &b, &["--detach"]).ok();
+    let file = out.join("r");
+    assert!(
+        poll_until(Duration::from_secs(20), || file.exists()),
+        "no result from {id}"
+    );
+    let text = std::fs::read_to_string(&file).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    assert_eq!(lines.len(), 2, "{text:?}");
+    assert!(!lines[0].is_empty(), "{text:?}");
+    assert_eq!(
+        lines[0], lines[1],
+        "stdin is not on the container's /dev mount: {text:?}"
+    );
+    ctx.rt.delete_force(&id).ok();
+    ctx.assert_no_leaks(&id);
+}
