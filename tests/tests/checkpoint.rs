@@ -538,3 +538,75 @@ fn host_dev_null_stdio_is_reopened_inside() {
     ctx.rt.delete_force(&id).ok();
     ctx.assert_no_leaks(&id);
 }
+
+/// runc's "checkpoint and restore" with pipes (`setup_pipes`): the container's stdio are pipes to the caller; at
+/// restore the caller's new pipes replace them (descriptors.json, `--inherit-fd`), and the restored process reads
+/// from and answers on those.
+#[test]
+fn stdio_pipes_are_handed_over() {
+    let Some(ctx) = Ctx::new() else { return };
+    if !criu_ready() {
+        return;
+    }
+    let id = ctx.id("cr-pipes");
+    let mut b = ctx.bundle();
+    b.sh("while read x; do echo ponG $x; done");
+    b.cgroups_path(&cgroup_of(&id));
+    b.write().expect("write config.json");
+    let stdio = |input: &std::os::fd::OwnedFd, output: &std::os::fd::OwnedFd| runtime::CallOpts {
+        fds: vec![
+            (input.try_clone().expect("dup"), 0),
+            (output.try_clone().expect("dup"), 1),
+            (output.try_clone().expect("dup"), 2),
+        ],
+        ..Default::default()
+    };
+    let (in_r, in_w) = nix::unistd::pipe().expect("pipe");
+    let (out_r, out_w) = nix::unistd::pipe().expect("pipe");
+    let bundle = b.path_str().to_string();
+    ctx.rt
+        .cmd_opts(
+            &["run", "-d", "--bundle", &bundle, &id],
+            stdio(&in_r, &out_w),
+        )
+        .ok();
+    assert_eq!(ctx.rt.status(&id), "running");
+    let (images, work) = paths(&ctx);
+    checkpoint(&ctx, &id, &images, &work, &[]).ok();
+    let saved = std::fs::read_to_string(images.join("descriptors.json")).unwrap_or_default();
+    assert!(saved.contains("pipe:"), "descriptors.json: {saved}");
+    drop((in_r, in_w, out_r, out_w));
+
+    let (in_r, in_w) = nix::unistd::pipe().expect("pipe");
+    let (out_r, out_w) = nix::unistd::pipe().expect("pipe");
+    let (i, w) = (images.display().to_string(), work.display().to_string());
+    ctx.rt
+        .cmd_opts(
+            &[
+                "restore",
+                "-d",
+                "--image-path",
+                &i,
+                "--work-path",
+                &w,
+                "--bundle",
+                &bundle,
+                &id,
+            ],
+            stdio(&in_r, &out_w),
+        )
+        .ok();
+    assert_eq!(ctx.rt.status(&id), "running");
+    drop((in_r, out_w));
+    let mut input = std::fs::File::from(in_w);
+    std::io::Write::write_all(&mut input, b"Ping\n").expect("write to the container");
+    drop(input);
+    // The loop ends at EOF on its new stdin, and the container with it: its new stdout then closes.
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut std::fs::File::from(out_r), &mut answer)
+        .expect("read the container");
+    assert_eq!(answer.trim(), "ponG Ping");
+    ctx.rt.wait_status(&id, "stopped");
+    ctx.rt.delete(&id).ok();
+    ctx.assert_no_leaks(&id);
+}
