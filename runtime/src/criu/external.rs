@@ -242,6 +242,42 @@ pub fn dump_namespaces(spec: &Spec) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// Restore: make the mount points config.json needs in the rootfs, as `create` would, for a rootfs
+/// that never ran the container (a restore from exported images, or under another bundle): criu
+/// mounts onto them and does not create them (runc's `prepareCriuRestoreMounts`). cgroup mount
+/// points come with their parent mount; mount points inside a tmpfs come back with its contents.
+pub fn make_mountpoints(spec: &Spec, bundle: &Path, rootfs: &Path) -> Result<()> {
+    use crate::rootfs::safe_path;
+    let root = std::fs::File::open(rootfs).ctx("open rootfs", rootfs.display())?;
+    let tmpfs: Vec<&Path> = mounts(spec)
+        .iter()
+        .filter(|m| m.typ().as_deref() == Some("tmpfs"))
+        .map(|m| m.destination().as_path())
+        .collect();
+    for m in mounts(spec) {
+        let dest = m.destination();
+        let typ = m.typ().as_deref().unwrap_or("");
+        if typ == "cgroup"
+            || typ == "cgroup2"
+            || tmpfs.iter().any(|t| dest != *t && dest.starts_with(t))
+        {
+            continue;
+        }
+        // A bind of a file needs a file as its mount point.
+        let file = is_bind(m)
+            && m.source().as_ref().is_some_and(|s| {
+                let src = if s.is_absolute() {
+                    s.clone()
+                } else {
+                    bundle.join(s)
+                };
+                std::fs::metadata(src).is_ok_and(|md| !md.is_dir())
+            });
+        safe_path::ensure_in_root(std::os::fd::AsFd::as_fd(&root), dest, file, dest)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,7 @@
 //! without it a terminal container cannot be restored, so carte refuses to checkpoint one.
 
 pub mod external;
+pub mod spawn;
 
 use crate::error::{Context, Error, Result};
 use std::ffi::OsString;
