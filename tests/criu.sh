@@ -33,6 +33,7 @@ fi
 
 echo "criu.sh: building criu $version for Linux $(uname -r) (Debian's criu cannot dump on it)"
 export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq </dev/null
 apt-get install -y -qq --no-install-recommends build-essential pkgconf libprotobuf-c-dev protobuf-c-compiler \
     protobuf-compiler libprotobuf-dev python3-protobuf libnl-3-dev libnet1-dev libcap-dev libbsd-dev \
     libgnutls28-dev libnftables-dev uuid-dev </dev/null

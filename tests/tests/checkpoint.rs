@@ -362,3 +362,28 @@ fn a_failed_restore_leaves_nothing() {
     ctx.assert_no_leaks(&copy);
     ctx.assert_no_leaks(&id);
 }
+
+/// A paused container can be checkpointed too (criu finds its freezer cgroup frozen); it is restored running.
+#[test]
+fn a_paused_container_is_checkpointed_and_restored_running() {
+    let Some(ctx) = Ctx::new() else { return };
+    if !criu_ready() {
+        return;
+    }
+    let id = ctx.id("cr-paused");
+    let out = ctx.tempdir();
+    let b = counter(&ctx, &id, &out);
+    ctx.rt.run(&id, &b, &["--detach"]).ok();
+    wait_count(&out, 2);
+    ctx.rt.cmd(&["pause", &id]).ok();
+    assert_eq!(ctx.rt.status(&id), "paused");
+    let (images, work) = paths(&ctx);
+    checkpoint(&ctx, &id, &images, &work, &[]).ok();
+    let at_checkpoint = last(&out);
+    restore(&ctx, &id, &b, &images, &work, &[]).ok();
+    assert_eq!(ctx.rt.status(&id), "running");
+    wait_count(&out, at_checkpoint + 2);
+    assert_consecutive(&counts(&out));
+    ctx.rt.delete_force(&id).ok();
+    ctx.assert_no_leaks(&id);
+}
