@@ -183,3 +183,48 @@ fn stdio_pipes_are_handed_over() {
     ctx.rt.delete(&id).ok();
     ctx.assert_no_leaks(&id);
 }
+
+/// A container with a terminal: runc checkpoints it and, at restore, sends a new pty master to the console socket
+/// (criu's orphan-pts-master, an RPC notification). criu's command line, which carte drives, has no way to hand the
+/// master back, so carte refuses to checkpoint such a container, in one line, and leaves it running.
+#[test]
+fn a_terminal_container_is_refused_by_carte_and_kept_by_runc() {
+    let Some(ctx) = Ctx::new() else { return };
+    if !criu_ready() {
+        return;
+    }
+    let id = ctx.id("cr-tty");
+    let mut b = ctx.bundle();
+    b.args(&["sleep", "1000"]);
+    b.set("/process/terminal", serde_json::json!(true));
+    b.cgroups_path(&format!("/carte-test/{id}"));
+    let sock = console::ConsoleSocket::listen(&ctx.tempdir(), Duration::from_secs(20))
+        .expect("console socket");
+    ctx.rt
+        .run(&id, &b, &["--detach", "--console-socket", &sock.path_str()])
+        .ok();
+    let _master = sock.master().expect("pty master");
+    let (images, work) = paths(&ctx);
+    if is_carte() {
+        let out = checkpoint(&ctx, &id, &images, &work, &[]).fails();
+        assert!(out.stderr.contains("terminal"), "{out}");
+        assert_eq!(ctx.rt.status(&id), "running");
+    } else {
+        checkpoint(&ctx, &id, &images, &work, &[]).ok();
+        let sock = console::ConsoleSocket::listen(&ctx.tempdir(), Duration::from_secs(20))
+            .expect("console socket");
+        restore(
+            &ctx,
+            &id,
+            &b,
+            &images,
+            &work,
+            &["--console-socket", &sock.path_str()],
+        )
+        .ok();
+        let _master = sock.master().expect("pty master after restore");
+        assert_eq!(ctx.rt.status(&id), "running");
+    }
+    ctx.rt.delete_force(&id).ok();
+    ctx.assert_no_leaks(&id);
+}
