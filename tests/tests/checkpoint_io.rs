@@ -228,3 +228,38 @@ fn a_terminal_container_is_refused_by_carte_and_kept_by_runc() {
     ctx.rt.delete_force(&id).ok();
     ctx.assert_no_leaks(&id);
 }
+
+/// A restore killed while criu ran leaves the rootfs bound in the container's state directory (`criu-root`, as
+/// runc names it); `delete --force` detaches it before removing that directory, so the rootfs's files survive
+/// and no mount is left. Carte only: runc 1.1.5 removes its state directory with os.RemoveAll, which walks
+/// through such a mount into the rootfs.
+#[test]
+fn delete_after_an_interrupted_restore_spares_the_rootfs() {
+    let Some(ctx) = Ctx::new() else { return };
+    if !is_carte() {
+        return;
+    }
+    let id = ctx.id("cr-killed");
+    let mut b = ctx.bundle();
+    b.args(&["sleep", "1000"]);
+    b.cgroups_path(&format!("/carte-test/{id}"));
+    ctx.rt.run(&id, &b, &["--detach"]).ok();
+    // What an interrupted restore leaves: the rootfs bound at ROOT/ID/criu-root.
+    let bind = ctx.rt.root().join(&id).join("criu-root");
+    std::fs::create_dir(&bind).expect("mkdir criu-root");
+    let ok = Command::new("mount")
+        .args([
+            "--rbind",
+            &b.rootfs().display().to_string(),
+            &bind.display().to_string(),
+        ])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "bind the rootfs at {}", bind.display());
+    ctx.rt.delete_force(&id).ok();
+    assert!(
+        b.rootfs().join("bin/busybox").exists(),
+        "delete removed the rootfs's files through criu-root"
+    );
+    ctx.assert_no_leaks(&id);
+}

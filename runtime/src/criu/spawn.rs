@@ -12,6 +12,23 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
+/// Where a restore binds the rootfs for criu's `--root`: criu wants a mount point whose parent is
+/// not overmounted (runc's `criu-root`). In the state directory, so it names the container.
+pub const CRIU_ROOT: &str = "criu-root";
+
+/// A restore killed while criu ran leaves the rootfs bound at `ROOT/ID/criu-root`: detach it
+/// before the state directory is removed, recursively, which through the mount would delete the
+/// rootfs's files. False when it is still there (the caller must then keep the directory).
+pub fn detach_stale_root(state_dir: &Path) -> bool {
+    let p = state_dir.join(CRIU_ROOT);
+    if std::fs::symlink_metadata(&p).is_err() {
+        return true;
+    }
+    log::debug!("detach {} left by an interrupted restore", p.display());
+    let _ = nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH);
+    std::fs::remove_dir(&p).is_ok()
+}
+
 /// The rootfs bound at `ROOT/ID/criu-root` for as long as criu runs; unbound (and the empty
 /// directory removed, never recursively: it is the rootfs while mounted) on drop.
 pub struct RootBind(PathBuf);

@@ -74,9 +74,7 @@ pub struct RestoreArgs {
     pub lsm_mount_context: Option<String>,
 }
 
-/// Where the rootfs is bound for criu's `--root`: criu wants a mount point whose parent is not
-/// overmounted (runc's `criu-root`). In the state directory, so it names the container.
-const CRIU_ROOT: &str = "criu-root";
+/// Where criu writes the restored init's pid, in the state directory.
 const CRIU_PIDFILE: &str = "criu.pid";
 
 pub fn run(cli: &Cli, a: &RestoreArgs) -> Result<i32> {
@@ -189,7 +187,7 @@ fn restore(
 ) -> Result<()> {
     let state_dir = std::fs::canonicalize(&dir.path).ctx("resolve", dir.path.display())?;
     external::make_mountpoints(&b.spec, &b.dir, &b.rootfs)?;
-    let root = criu::spawn::RootBind::new(&state_dir.join(CRIU_ROOT), &b.rootfs)?;
+    let root = criu::spawn::RootBind::new(&state_dir.join(criu::spawn::CRIU_ROOT), &b.rootfs)?;
     let pidfile = state_dir.join(CRIU_PIDFILE);
     let mut cmd = criu::Command::new("restore", images, a.work_path.as_deref(), criu::RESTORE_LOG);
     cmd.arg("--root")
