@@ -10,9 +10,11 @@
 #   docker.io       dockerd 20.10 and its CLI (/usr/bin/docker), the third engine of the engine tests
 #   qemu-system-x86, linux-image-amd64, cpio, jq   the cgroup v2 guest of tests/vm/ (a kernel booted under qemu
 #                   with the build's binaries in an initramfs)
+#   criu            checkpoint/restore (tests/tests/checkpoint.rs); criu.sh then builds a newer one where this
+#                   kernel is too new for Debian's (see tests/criu.sh)
 set -eu
 
-packages="busybox-static runc iproute2 util-linux umoci skopeo golang-github-containers-common containerd podman conmon containernetworking-plugins iptables docker.io qemu-system-x86 linux-image-amd64 cpio jq"
+packages="busybox-static runc iproute2 util-linux umoci skopeo golang-github-containers-common containerd podman conmon containernetworking-plugins iptables docker.io qemu-system-x86 linux-image-amd64 cpio jq criu"
 
 missing=""
 for pkg in $packages; do
@@ -23,6 +25,9 @@ done
 
 if [ -z "$missing" ]; then
     echo "setup.sh: test dependencies present ($packages)"
+    if [ "$(id -u)" -eq 0 ]; then
+        sh "$(dirname "$0")/criu.sh" || echo "setup.sh: criu.sh failed: no criu for this kernel" >&2
+    fi
     exit 0
 fi
 
@@ -45,3 +50,4 @@ fi
 apt-get update -qq </dev/null
 # shellcheck disable=SC2086  # word splitting of the package list is intended
 apt-get install -y -qq --no-install-recommends $missing </dev/null
+sh "$(dirname "$0")/criu.sh" || echo "setup.sh: criu.sh failed: no criu for this kernel" >&2

@@ -75,6 +75,10 @@ pub enum Verb {
     Stop(crate::verbs::stop::StopArgs),
     /// Network a container through CNI plugins (for use as OCI hooks)
     Net(crate::verbs::net::NetArgs),
+    /// Checkpoint a running container with criu
+    Checkpoint(crate::verbs::checkpoint::CheckpointArgs),
+    /// Restore a container from a criu checkpoint
+    Restore(crate::verbs::restore::RestoreArgs),
 }
 
 #[derive(Args, Debug)]

@@ -5,6 +5,7 @@ pub mod bundle;
 pub mod caps;
 pub mod cgroups;
 pub mod cli;
+pub mod criu;
 pub mod devfilter;
 pub mod error;
 pub mod hooks;

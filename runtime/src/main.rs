@@ -56,6 +56,8 @@ fn main() {
         Verb::Features => verbs::features::run(&cli),
         Verb::Stop(a) => verbs::stop::run(&cli, a),
         Verb::Net(a) => verbs::net::run(&cli, a),
+        Verb::Checkpoint(a) => verbs::checkpoint::run(&cli, a),
+        Verb::Restore(a) => verbs::restore::run(&cli, a),
     };
     match res {
         Ok(code) => std::process::exit(code),

@@ -59,6 +59,14 @@ pub fn release(st: &State) -> Result<()> {
 pub fn destroy(dir: ContainerDir, st: &State) -> Result<()> {
     let hooks = dir.config().and_then(|s| s.hooks().clone());
     release(st)?;
+    if !crate::criu::spawn::detach_stale_root(&dir.path) {
+        return Err(crate::error::Error::Other(format!(
+            "delete {}: the rootfs is still bound at {}/{}: state kept",
+            st.id,
+            dir.path.display(),
+            crate::criu::spawn::CRIU_ROOT
+        )));
+    }
     crate::hooks::run_all_warning(
         "poststop",
         hooks.as_ref().and_then(|h| h.poststop().as_ref()),

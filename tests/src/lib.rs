@@ -13,6 +13,7 @@ pub mod audit;
 pub mod bundle;
 pub mod cgroups;
 pub mod console;
+pub mod criu;
 pub mod engines;
 pub mod faults;
 pub mod mountinfo;

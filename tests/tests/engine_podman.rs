@@ -22,6 +22,7 @@ per_runtime!(
     rm,
     memory,
     run_it,
+    checkpoint_restore,
 );
 
 /// The names `podman load` printed (`Loaded image: NAME` or `Loaded image(s): A,B`).
@@ -252,4 +253,37 @@ fn run_it(rt: Rt) {
     let out = run_in_pty(t.command(&args));
     assert_eq!(out.code(), 7, "{out}");
     assert!(out.stdout.contains("TTY-OK"), "{out}");
+}
+
+/// `podman container checkpoint` then `restore` (conmon runs the runtime's `restore --detach --pid-file …`): a
+/// counter in the container's memory goes on from where it was. Skipped where criu cannot run on this kernel
+/// (tests/criu.sh provides one that can).
+fn checkpoint_restore(rt: Rt) {
+    let Some(t) = Pm::new(rt) else { return };
+    if !std::process::Command::new("criu")
+        .arg("check")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        eprintln!("skipped: `criu check` fails here");
+        return;
+    }
+    let name = t.name("cr");
+    let script = "i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.1; done";
+    t.run_detached(&name, &[], &["sh", "-c", script]);
+    let count = || -> u64 {
+        let out = t.podman(&["exec", &name, "cat", "/tmp/count"]);
+        out.stdout.trim().parse().unwrap_or(0)
+    };
+    let ok = carte_tests::poll_until(std::time::Duration::from_secs(20), || count() >= 3);
+    assert!(ok, "{name} does not count");
+    t.podman(&["container", "checkpoint", &name]).ok();
+    assert_eq!(t.inspect(&name, "{{.State.Status}}"), "exited");
+    t.podman(&["container", "restore", &name]).ok();
+    assert_eq!(t.inspect(&name, "{{.State.Status}}"), "running");
+    // The file lives in the container's writable layer; the number in memory continues from it, not from 1.
+    let first = count();
+    assert!(first >= 3, "{name} restarted its count: {first}");
+    let ok = carte_tests::poll_until(std::time::Duration::from_secs(20), || count() > first);
+    assert!(ok, "{name} does not count after restore");
 }

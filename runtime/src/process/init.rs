@@ -144,6 +144,9 @@ fn story(
     // chroot of a container without a mount namespace) the host's /proc is out of reach.
     let fd_dir = std::fs::File::open("/proc/self/fd").ctx("open", "/proc/self/fd")?;
     rootfs::enter(a.spec, a.rootfs, a.no_pivot, mount_ns)?;
+    if mount_ns {
+        rootfs::devices::reopen_null_stdio()?;
+    }
     // Sysctls before /proc/sys becomes read-only.
     for (k, v) in &plan.sysctl {
         crate::proc_attrs::write_sysctl(k, v)?;

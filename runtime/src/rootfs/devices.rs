@@ -212,3 +212,44 @@ pub fn links(rootfd: BorrowedFd) -> Result<()> {
     }
     Ok(())
 }
+
+/// After the pivot: stdio that is the host's null device (an engine's "no stdin", conmon's for one)
+/// is reopened on the container's /dev/null, as runc's `reOpenDevNull` does, so no fd of the init
+/// refers to a file of the host's mount namespace: criu cannot dump such an fd ("Can't lookup
+/// mount for fd"). The container's node is opened beneath `/` without symlinks and must be char
+/// 1:3 (an image could plant something else there, CVE-2025-31133); otherwise stdio stays.
+pub fn reopen_null_stdio() -> Result<()> {
+    use nix::sys::stat::{fstat, major, minor};
+    let is_null = |fd: i32| {
+        fstat(fd).is_ok_and(|st| {
+            SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFCHR
+                && major(st.st_rdev) == 1
+                && minor(st.st_rdev) == 3
+        })
+    };
+    let targets: Vec<i32> = (0..3).filter(|fd| is_null(*fd)).collect();
+    if targets.is_empty() {
+        return Ok(());
+    }
+    let root = std::fs::File::open("/").ctx("open", "/")?;
+    let null = match crate::sys::openat2(
+        std::os::fd::AsFd::as_fd(&root),
+        Path::new("dev/null"),
+        libc::O_RDWR | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+        crate::sys::RESOLVE_IN_ROOT | crate::sys::RESOLVE_NO_SYMLINKS,
+    ) {
+        Ok(fd) => fd,
+        Err(e) => {
+            log::debug!("keep stdio on the host's /dev/null: open /dev/null: {e}");
+            return Ok(());
+        }
+    };
+    if !is_null(null.as_raw_fd()) {
+        log::debug!("keep stdio on the host's /dev/null: /dev/null is not the null device");
+        return Ok(());
+    }
+    for fd in targets {
+        nix::unistd::dup2(null.as_raw_fd(), fd).ctx("reopen /dev/null as fd", fd)?;
+    }
+    Ok(())
+}

@@ -94,7 +94,25 @@ pub fn features() -> serde_json::Value {
             "intelRdt": {"enabled": false},
             "mountExtensions": {"idmap": {"enabled": true}}
         },
-        "annotations": {"org.opencontainers.carte.version": env!("CARGO_PKG_VERSION")}
+        "annotations": {
+            "org.opencontainers.carte.version": env!("CARGO_PKG_VERSION"),
+            "org.opencontainers.carte.checkpoint.enabled": checkpoint_enabled().to_string()
+        }
+    })
+}
+
+/// runc's `org.opencontainers.runc.checkpoint.enabled` says whether it was built with criu support;
+/// carte's says whether checkpoint can work here: a `criu` in PATH whose `criu check` passes (Debian
+/// 12's criu 3.17 does not even start on Linux 6.13+).
+fn checkpoint_enabled() -> bool {
+    crate::criu::binary().is_ok_and(|bin| {
+        std::process::Command::new(bin)
+            .arg("check")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
     })
 }
 

@@ -1,6 +1,7 @@
 //! One module per command-line verb. Each follows the same shape: lock → load → check status →
 //! act → save, and returns the process exit code.
 
+pub mod checkpoint;
 pub mod create;
 pub mod delete;
 pub mod events;
@@ -11,6 +12,7 @@ pub mod list;
 pub mod net;
 pub mod pause;
 pub mod ps;
+pub mod restore;
 pub mod run;
 pub mod spec;
 pub mod start;
