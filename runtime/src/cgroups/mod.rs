@@ -28,6 +28,38 @@ pub fn path_for(spec_path: Option<&Path>, id: &str, systemd: bool) -> PathBuf {
     }
 }
 
+/// Whether an unprivileged runtime goes without a cgroup for this container: it cannot create
+/// the cgroup at `path` (cgroup v1 is never delegated to users; on v2 a path outside the user's
+/// delegated subtree). Then it says so, and refuses limits it could not enforce — runc's rootless
+/// cgroupfs manager does the same (fs.go: permission errors ignored without limits; "cannot set
+/// … limit: container could not join or create cgroup" with them).
+pub fn skip_rootless(
+    rootless: bool,
+    path: &Path,
+    systemd: bool,
+    res: Option<&LinuxResources>,
+) -> Result<bool> {
+    if systemd || !rootless || check_path(path, false).is_err() {
+        return Ok(false);
+    }
+    if crate::rootless::cgroup_writable(&cgroup_dirs(path)) {
+        return Ok(false);
+    }
+    if let Some(field) = res.and_then(crate::rootless::first_limit) {
+        return Err(cg_err(
+            "use",
+            path,
+            format!("{field} needs a cgroup, and this user cannot create one here (rootless without cgroup delegation)"),
+        ));
+    }
+    log::warn!(
+        "rootless: no cgroup for this container: this user cannot create {} ({}); it runs in the caller's cgroup, without limits",
+        path.display(),
+        if hierarchy::unified() { "not in a subtree delegated to it" } else { "cgroup v1 is not delegated to users" }
+    );
+    Ok(true)
+}
+
 /// `--systemd-cgroup` needs a running systemd; say so plainly instead of failing deep in D-Bus.
 pub fn check_systemd(systemd: bool) -> Result<()> {
     if systemd && !Path::new("/run/systemd/system").exists() {
