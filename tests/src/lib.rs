@@ -16,6 +16,7 @@ pub mod console;
 pub mod engines;
 pub mod faults;
 pub mod mountinfo;
+pub mod rootless;
 pub mod runtime;
 
 use std::cell::RefCell;

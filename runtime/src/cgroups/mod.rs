@@ -28,7 +28,7 @@ pub fn path_for(spec_path: Option<&Path>, id: &str, systemd: bool) -> PathBuf {
     }
 }
 
-/// Whether an unprivileged runtime goes without a cgroup for this container: it cannot create
+/// Why an unprivileged runtime goes without a cgroup for this container (a warning to log), if it does: it cannot create
 /// the cgroup at `path` (cgroup v1 is never delegated to users; on v2 a path outside the user's
 /// delegated subtree). Then it says so, and refuses limits it could not enforce — runc's rootless
 /// cgroupfs manager does the same (fs.go: permission errors ignored without limits; "cannot set
@@ -38,12 +38,12 @@ pub fn skip_rootless(
     path: &Path,
     systemd: bool,
     res: Option<&LinuxResources>,
-) -> Result<bool> {
+) -> Result<Option<String>> {
     if systemd || !rootless || check_path(path, false).is_err() {
-        return Ok(false);
+        return Ok(None);
     }
     if crate::rootless::cgroup_writable(&cgroup_dirs(path)) {
-        return Ok(false);
+        return Ok(None);
     }
     if let Some(field) = res.and_then(crate::rootless::first_limit) {
         return Err(cg_err(
@@ -52,12 +52,11 @@ pub fn skip_rootless(
             format!("{field} needs a cgroup, and this user cannot create one here (rootless without cgroup delegation)"),
         ));
     }
-    log::warn!(
+    Ok(Some(format!(
         "rootless: no cgroup for this container: this user cannot create {} ({}); it runs in the caller's cgroup, without limits",
         path.display(),
         if hierarchy::unified() { "not in a subtree delegated to it" } else { "cgroup v1 is not delegated to users" }
-    );
-    Ok(true)
+    )))
 }
 
 /// `--systemd-cgroup` needs a running systemd; say so plainly instead of failing deep in D-Bus.

@@ -72,7 +72,8 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
         .and_then(|l| l.cgroups_path().clone());
     st.cgroup_path = cgroups::path_for(spec_cg.as_deref(), o.id, o.systemd);
     let res = b.spec.linux().as_ref().and_then(|l| l.resources().as_ref());
-    if cgroups::skip_rootless(o.rootless_cgroups, &st.cgroup_path, o.systemd, res)? {
+    let no_cgroup = cgroups::skip_rootless(o.rootless_cgroups, &st.cgroup_path, o.systemd, res)?;
+    if no_cgroup.is_some() {
         // Recorded as no path at all: every verb then finds no cgroup to list, kill or remove.
         st.cgroup_path = PathBuf::new();
     }
@@ -84,6 +85,9 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
     }
     cgroups::preflight(&st.cgroup_path, o.systemd, res)?;
     let dir = ContainerDir::claim(o.root, &st, &b.raw)?;
+    if let Some(why) = no_cgroup {
+        log::warn!("{why}");
+    }
     log::debug!(
         "claimed state dir {} (cgroup will be {})",
         dir.path.display(),
