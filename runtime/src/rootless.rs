@@ -105,6 +105,28 @@ pub fn first_limit(res: &oci_spec::runtime::LinuxResources) -> Option<String> {
         .map(|(k, _)| format!("linux.resources.{k}"))
 }
 
+/// The container's processes: its cgroup's, or for a container without one (see
+/// `cgroups::skip_rootless`) those in its init's pid namespace — when that is not ours; else the
+/// init alone. runc 1.1.5 has nothing to list then and fails `kill --all` and `ps`.
+pub fn container_pids(cgroup_path: &Path, init: Option<i32>) -> Vec<i32> {
+    if !cgroup_path.as_os_str().is_empty() {
+        return crate::cgroups::pids(cgroup_path);
+    }
+    let Some(init) = init else { return vec![] };
+    let ns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
+    let theirs = ns(&init.to_string());
+    if theirs.is_none() || theirs == ns("self") {
+        return vec![init];
+    }
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|p| ns(&p.to_string()) == theirs)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

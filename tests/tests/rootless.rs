@@ -292,3 +292,36 @@ fn limits_without_a_cgroup_are_refused() {
     assert!(out.stderr.contains("memory"), "{out}");
     w.assert_nothing_left(&id);
 }
+
+/// Verbs that need the cgroup, on a container without one: `pause` and `update` fail for both runtimes. carte
+/// finds the processes of `ps` and `kill --all` in the init's pid namespace instead; runc 1.1.5 has no cgroup
+/// path to list ("lstat : no such file or directory") and fails both, leaving the container running.
+#[test]
+fn verbs_without_a_cgroup() {
+    let Some(w) = world(&["sh", "-c", "sleep 301 & exec sleep 302"]) else {
+        return;
+    };
+    let id = carte_tests::unique_id("rl-nocg");
+    w.rt(&["run", "-d", &id]).ok();
+    w.rt(&["pause", &id]).fails();
+    w.rt(&["update", "--pids-limit", "10", &id]).fails();
+    assert_eq!(state_of(&w, &id), "running");
+    let ps = w.rt(&["ps", "--format", "json", &id]);
+    let kill = w.rt(&["kill", "--all", &id, "KILL"]);
+    if is_carte() {
+        let n = ps.ok().json().as_array().map(Vec::len);
+        assert_eq!(n, Some(2), "both sleeps");
+        kill.ok();
+        assert!(
+            carte_tests::poll_until(Duration::from_secs(10), || state_of(&w, &id) == "stopped"),
+            "still {}",
+            state_of(&w, &id)
+        );
+    } else {
+        ps.fails();
+        kill.fails();
+        assert_eq!(state_of(&w, &id), "running");
+    }
+    w.rt(&["delete", "--force", &id]).ok();
+    w.assert_nothing_left(&id);
+}

@@ -111,6 +111,14 @@ pub fn check_path(path: &Path, systemd: bool) -> Result<()> {
 }
 
 pub fn manager(path: &Path, systemd: bool, id: &str) -> Result<AnyCgroupManager> {
+    if path.as_os_str().is_empty() && !systemd {
+        // runc: "cgroups not configured for container".
+        return Err(cg_err(
+            "use",
+            Path::new("(none)"),
+            "this container has no cgroup (created rootless, without cgroup delegation)",
+        ));
+    }
     check_path(path, systemd)?;
     create_cgroup_manager(CgroupConfig {
         cgroup_path: path.to_path_buf(),
