@@ -229,7 +229,15 @@ fn spawn(
         }
         (Some(mgr), None) => {
             cgroups::join_and_apply(mgr, &st.cgroup_path, pid, res)?;
-            cgroups::apply_device_filter(mgr, &st.cgroup_path, res)?;
+            if let Err(e) = cgroups::apply_device_filter(mgr, &st.cgroup_path, res) {
+                // Loading a cgroup BPF program needs CAP_SYS_ADMIN on the host: a rootless
+                // container goes without, as with runc (fs2: setDevices errors ignored when
+                // rootless). Its user namespace cannot create device nodes anyway.
+                if !o.rootless_cgroups {
+                    return Err(e);
+                }
+                log::debug!("rootless: no device filter: {e}");
+            }
             log::debug!(
                 "joined cgroup {} and applied its limits",
                 st.cgroup_path.display()
