@@ -106,24 +106,37 @@ impl User {
         program: &Path,
         args: &[&str],
     ) -> Command {
-        let mut cmd = Command::new("setpriv");
-        cmd.args([
-            &format!("--reuid={}", self.uid),
-            &format!("--regid={}", self.gid),
-            "--init-groups",
-            "env",
-            "-i",
-            "PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
-        ])
-        .arg(format!("HOME={}", self.home.display()))
-        .arg(format!("USER={}", self.name))
-        .arg(format!("LOGNAME={}", self.name))
-        .arg(format!("XDG_RUNTIME_DIR={}", self.xdg.display()))
-        .args(env.iter().map(|(k, v)| format!("{k}={v}")))
-        .arg(program)
-        .args(args)
-        .current_dir(cwd);
+        let argv = self.argv(env, program, args);
+        let mut cmd = Command::new(&argv[0]);
+        cmd.args(&argv[1..]).current_dir(cwd);
         cmd
+    }
+
+    /// The argument vector of [`User::command`] (`setpriv … env -i … program args…`), for a caller that
+    /// wraps it (e.g. in a shell that first moves itself into a cgroup).
+    pub fn argv(&self, env: &[(&str, &str)], program: &Path, args: &[&str]) -> Vec<String> {
+        // By path: busybox's shell would run its own setpriv applet, which lacks --reuid.
+        let setpriv = ["/usr/bin/setpriv", "/bin/setpriv"]
+            .into_iter()
+            .find(|p| Path::new(p).is_file() && !Path::new(p).is_symlink())
+            .unwrap_or("setpriv");
+        let mut v: Vec<String> = vec![
+            setpriv.into(),
+            format!("--reuid={}", self.uid),
+            format!("--regid={}", self.gid),
+            "--init-groups".into(),
+            "env".into(),
+            "-i".into(),
+            "PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin".into(),
+            format!("HOME={}", self.home.display()),
+            format!("USER={}", self.name),
+            format!("LOGNAME={}", self.name),
+            format!("XDG_RUNTIME_DIR={}", self.xdg.display()),
+        ];
+        v.extend(env.iter().map(|(k, v)| format!("{k}={v}")));
+        v.push(program.display().to_string());
+        v.extend(args.iter().map(|a| a.to_string()));
+        v
     }
 
     #[track_caller]
