@@ -33,7 +33,7 @@ test:
 	tests/run.sh
 
 # The cgroup v2 host (issue 15): Debian's kernel booted with cgroup_no_v1=all under qemu (TCG), the lifecycle,
-# cgroup, v2 and verbs tests run there against carte and runc; `make test` runs it too. Pick test files with
+# cgroup, v2, verbs and rootless tests run there against carte and runc; `make test` runs it too. Pick test files with
 # CARTE_VM_TESTS="cgroup_v2 verbs"; logs in target/vm/. See tests/vm/run.sh.
 test-vm: build
 	tests/setup.sh

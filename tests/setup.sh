@@ -8,13 +8,15 @@
 #   golang-github-containers-common   podman's default seccomp profile, /usr/share/containers/seccomp.json
 #   containernetworking-plugins, iptables   `carte net`: CNI bridge/host-local/loopback plugins, ipMasq rules
 #   docker.io       dockerd 20.10 and its CLI (/usr/bin/docker), the third engine of the engine tests
+#   uidmap          newuidmap/newgidmap: the rootless tests' user namespaces with /etc/subuid ranges (the
+#                   runtimes and rootless podman map subordinate ids through them)
 #   qemu-system-x86, linux-image-amd64, cpio, jq   the cgroup v2 guest of tests/vm/ (a kernel booted under qemu
 #                   with the build's binaries in an initramfs)
 #   criu            checkpoint/restore (tests/tests/checkpoint.rs); criu.sh then builds a newer one where this
 #                   kernel is too new for Debian's (see tests/criu.sh)
 set -eu
 
-packages="busybox-static runc iproute2 util-linux umoci skopeo golang-github-containers-common containerd podman conmon containernetworking-plugins iptables docker.io qemu-system-x86 linux-image-amd64 cpio jq criu"
+packages="busybox-static runc iproute2 util-linux umoci skopeo golang-github-containers-common containerd podman conmon containernetworking-plugins iptables docker.io uidmap qemu-system-x86 linux-image-amd64 cpio jq criu"
 
 missing=""
 for pkg in $packages; do

@@ -11,8 +11,8 @@ use std::path::PathBuf;
     about = "An OCI container runtime"
 )]
 pub struct Cli {
-    /// Directory for container state (runc's --root)
-    #[arg(long, global = true, default_value = "/run/carte")]
+    /// Directory for container state (runc's --root; `$XDG_RUNTIME_DIR/carte` when rootless)
+    #[arg(long, global = true, default_value_os_t = crate::rootless::default_root())]
     pub root: PathBuf,
     /// Log file (default: stderr)
     #[arg(long, global = true)]

@@ -31,6 +31,10 @@ fn main() {
         eprintln!("carte: no command given; see `carte --help`");
         std::process::exit(2);
     };
+    if let Err(e) = carte::rootless::prepare_default_root(&cli.root) {
+        ::log::error!("{e}");
+        std::process::exit(1);
+    }
     // The processes that enter a container run from a protected copy of this binary.
     if matches!(verb, Verb::Create(_) | Verb::Run(_) | Verb::Exec(_)) {
         if let Err(e) = carte::selfexe::protect() {

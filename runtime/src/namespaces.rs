@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use std::fmt::Write;
 use std::os::fd::OwnedFd;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 pub struct Join {
     pub typ: LinuxNamespaceType,
@@ -165,18 +165,11 @@ fn time_offsets(spec: &Spec) -> String {
     s
 }
 
-/// The parent writes the maps of a new user namespace (it holds CAP_SETUID/SETGID on the host,
-/// so any mapping the config asks for is allowed). Through the host's own /proc, not the
-/// container's, so a hostile image cannot redirect the write.
+/// The parent writes the maps of a new user namespace: as root any mapping the config asks for,
+/// unprivileged through `idmap`'s rules (its own id, else `newuidmap`/`newgidmap`). Through the
+/// host's own /proc, not the container's, so a hostile image cannot redirect the write.
 pub fn write_maps(pid: i32, p: &NsPlan) -> Result<()> {
-    use crate::procfs::{write, Base};
-    if let Some(m) = &p.uid_map {
-        write(Base::Pid(pid), Path::new("uid_map"), m.as_bytes())?;
-    }
-    if let Some(m) = &p.gid_map {
-        write(Base::Pid(pid), Path::new("gid_map"), m.as_bytes())?;
-    }
-    Ok(())
+    crate::idmap::write(pid, p.uid_map.as_deref(), p.gid_map.as_deref())
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ pub mod criu;
 pub mod engines;
 pub mod faults;
 pub mod mountinfo;
+pub mod rootless;
 pub mod runtime;
 
 use std::cell::RefCell;

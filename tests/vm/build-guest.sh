@@ -28,6 +28,16 @@ done
 cp target/release/carte "$stage/usr/sbin/carte"
 cp /usr/sbin/runc "$stage/usr/sbin/runc"
 
+# The rootless tests (tests/tests/rootless.rs): util-linux's setpriv, shadow's useradd/userdel (login.defs
+# gives each new user /etc/subuid and /etc/subgid ranges) and uidmap's setuid newuidmap/newgidmap. They
+# replace busybox's applets of the same path (removed first: cp would write through the symlink).
+rootless_tools=(/usr/bin/setpriv /usr/sbin/useradd /usr/sbin/userdel /usr/bin/newuidmap /usr/bin/newgidmap)
+for tool in "${rootless_tools[@]}"; do
+    [ -x "$tool" ] || continue
+    rm -f "$stage$tool"
+    cp -p "$tool" "$stage$tool"
+done
+
 # The test executables: cargo reports each one it built (or found fresh) as a compiler-artifact line.
 targets=()
 for t in "$@"; do targets+=(--test "$t"); done
@@ -43,7 +53,7 @@ done
 cp "$out/tests.txt" "$stage/tests/list"
 
 # Shared libraries of every dynamic executable, at the paths the loader looks for them.
-for exe in "$stage"/usr/sbin/carte "$stage"/usr/sbin/runc "$stage"/tests/*; do
+for exe in "$stage"/usr/sbin/carte "$stage"/usr/sbin/runc "$stage"/tests/* "${rootless_tools[@]/#/$stage}"; do
     [ -f "$exe" ] && [ -x "$exe" ] || continue
     ldd "$exe" 2>/dev/null | awk '/=> \// { print $3 } /^\t\// { print $1 }'
 done | sort -u | while read -r lib; do
@@ -53,6 +63,11 @@ done
 
 printf 'root:x:0:0:root:/root:/bin/sh\n' >"$stage/etc/passwd"
 printf 'root:x:0:\n' >"$stage/etc/group"
+printf 'root:*:19000:0:99999:7:::\n' >"$stage/etc/shadow"
+printf 'root:*::\n' >"$stage/etc/gshadow"
+: >"$stage/etc/subuid"
+: >"$stage/etc/subgid"
+if [ -f /etc/login.defs ]; then cp /etc/login.defs "$stage/etc/login.defs"; fi
 install -m 0755 tests/vm/guest-init.sh "$stage/init"
 mknod -m 600 "$stage/dev/console" c 5 1
 # What the guest runs: the runtimes in order, the test harness's flags (carte-bundle's comparison needs the

@@ -14,7 +14,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 out=target/vm
 mkdir -p "$out"
-default="lifecycle cgroups cgroup_parent cgroup_v2 verbs verbs_parity"
+default="lifecycle cgroups cgroup_parent cgroup_v2 verbs verbs_parity rootless"
 # shellcheck disable=SC2206  # a space-separated list on purpose
 tests=(${CARTE_VM_TESTS:-$default})
 [ $# -gt 0 ] && tests=("$@")

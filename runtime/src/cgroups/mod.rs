@@ -28,6 +28,37 @@ pub fn path_for(spec_path: Option<&Path>, id: &str, systemd: bool) -> PathBuf {
     }
 }
 
+/// Why an unprivileged runtime goes without a cgroup for this container (a warning to log), if it does: it cannot create
+/// the cgroup at `path` (cgroup v1 is never delegated to users; on v2 a path outside the user's
+/// delegated subtree). Then it says so, and refuses limits it could not enforce — runc's rootless
+/// cgroupfs manager does the same (fs.go: permission errors ignored without limits; "cannot set
+/// … limit: container could not join or create cgroup" with them).
+pub fn skip_rootless(
+    rootless: bool,
+    path: &Path,
+    systemd: bool,
+    res: Option<&LinuxResources>,
+) -> Result<Option<String>> {
+    if systemd || !rootless || check_path(path, false).is_err() {
+        return Ok(None);
+    }
+    if crate::rootless::cgroup_writable(&cgroup_dirs(path)) {
+        return Ok(None);
+    }
+    if let Some(field) = res.and_then(crate::rootless::first_limit) {
+        return Err(cg_err(
+            "use",
+            path,
+            format!("{field} needs a cgroup, and this user cannot create one here (rootless without cgroup delegation)"),
+        ));
+    }
+    Ok(Some(format!(
+        "rootless: no cgroup for this container: this user cannot create {} ({}); it runs in the caller's cgroup, without limits",
+        path.display(),
+        if hierarchy::unified() { "not in a subtree delegated to it" } else { "cgroup v1 is not delegated to users" }
+    )))
+}
+
 /// `--systemd-cgroup` needs a running systemd; say so plainly instead of failing deep in D-Bus.
 pub fn check_systemd(systemd: bool) -> Result<()> {
     if systemd && !Path::new("/run/systemd/system").exists() {
@@ -80,6 +111,14 @@ pub fn check_path(path: &Path, systemd: bool) -> Result<()> {
 }
 
 pub fn manager(path: &Path, systemd: bool, id: &str) -> Result<AnyCgroupManager> {
+    if path.as_os_str().is_empty() && !systemd {
+        // runc: "cgroups not configured for container".
+        return Err(cg_err(
+            "use",
+            Path::new("(none)"),
+            "this container has no cgroup (created rootless, without cgroup delegation)",
+        ));
+    }
     check_path(path, systemd)?;
     create_cgroup_manager(CgroupConfig {
         cgroup_path: path.to_path_buf(),

@@ -24,8 +24,16 @@ pub fn enter_namespaces(plan: &Plan, chan: &Channel) -> Result<()> {
     if ns.new_flags & libc::CLONE_NEWUSER != 0 {
         log::debug!("unshare user namespace; the parent writes its id maps");
         sys::unshare(libc::CLONE_NEWUSER).ctx("unshare", "user namespace")?;
+        // Unprivileged, the parent opens our uid_map only while we are dumpable (see `idmap`).
+        let by_user = crate::rootless::euid_rootless();
+        if by_user {
+            nix::sys::prctl::set_dumpable(true).ctx("prctl", "PR_SET_DUMPABLE")?;
+        }
         chan.send(&Msg::MapsPlease)?;
         chan.expect(Msg::MapsDone)?;
+        if by_user {
+            nix::sys::prctl::set_dumpable(false).ctx("prctl", "PR_SET_DUMPABLE")?;
+        }
         nix::unistd::setresgid(0.into(), 0.into(), 0.into()).ctx("setresgid", 0)?;
         nix::unistd::setresuid(0.into(), 0.into(), 0.into()).ctx("setresuid", 0)?;
     }

@@ -99,11 +99,17 @@ pub fn spawn(st: &State, spec: &Spec, plan: &ProcPlan, o: &ExecOpts) -> Result<S
     let root = chroot_of(spec, init)?;
     crate::tty::require_console(plan.terminal, o.console)?;
     let (console, proxy) = super::connect_console(plan.terminal, o.console)?;
+    // Unprivileged, we hold no capability over the container's pid and time namespaces (its
+    // user namespace owns them): the child joins the user namespace first, then those two, and
+    // forks the process (a bridge, as runc's nsexec stages). We reap what the bridge leaves.
+    let bridge = crate::rootless::euid_rootless()
+        && nss.iter().any(|n| n.nstype == libc::CLONE_NEWUSER)
+        && nss.iter().any(|n| is_for_children(n.nstype));
+    if bridge && !o.detach {
+        nix::sys::prctl::set_child_subreaper(true).ctx("prctl", "PR_SET_CHILD_SUBREAPER")?;
+    }
     // pid and time namespaces apply to our children: enter them here, so one clone suffices.
-    for n in nss
-        .iter()
-        .filter(|n| n.nstype == libc::CLONE_NEWPID || n.nstype == libc::CLONE_NEWTIME)
-    {
+    for n in nss.iter().filter(|n| !bridge && is_for_children(n.nstype)) {
         sys::setns(n.fd.as_fd(), n.nstype)
             .ctx("setns", format!("{} namespace of pid {init}", n.name))?;
     }
@@ -119,7 +125,16 @@ pub fn spawn(st: &State, spec: &Spec, plan: &ProcPlan, o: &ExecOpts) -> Result<S
         Forked::Child => {
             drop(parent);
             drop(proxy);
-            let res = child_story(&nss, root.as_ref(), plan, console.as_ref(), &child, o, st);
+            let res = child_story(
+                &nss,
+                bridge,
+                root.as_ref(),
+                plan,
+                console.as_ref(),
+                &child,
+                o,
+                st,
+            );
             let msg = match res {
                 Ok(e) => format!("exec {}: {e}", plan.args[0]),
                 Err(e) => e.to_string(),
@@ -132,8 +147,11 @@ pub fn spawn(st: &State, spec: &Spec, plan: &ProcPlan, o: &ExecOpts) -> Result<S
         Forked::Parent(pid) => {
             drop(child);
             drop(console);
-            let mgr = crate::cgroups::manager(&st.cgroup_path, st.systemd_cgroup, &st.id)?;
-            crate::cgroups::join_and_apply(&mgr, &st.cgroup_path, pid, None)?;
+            // A rootless container without a cgroup (see `cgroups::skip_rootless`) has none to join.
+            if !st.cgroup_path.as_os_str().is_empty() {
+                let mgr = crate::cgroups::manager(&st.cgroup_path, st.systemd_cgroup, &st.id)?;
+                crate::cgroups::join_and_apply(&mgr, &st.cgroup_path, pid, None)?;
+            }
             if let Err(e) = crate::subcgroup::join(&o.sub_cgroups, pid) {
                 // Still waiting for Go: it never ran anything of the caller's.
                 let _ = nix::sys::signal::kill(
@@ -145,6 +163,13 @@ pub fn spawn(st: &State, spec: &Spec, plan: &ProcPlan, o: &ExecOpts) -> Result<S
             }
             parent.send(&Msg::Go(Box::new(st.clone())))?;
             let mut reply = parent.recv_fds()?;
+            let mut pid = pid;
+            // Rootless, `pid` was a bridge that joined the user namespace and forked the process.
+            if let (Some(Msg::InitPid(p)), _) = reply {
+                let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+                pid = p;
+                reply = parent.recv_fds()?;
+            }
             if let (Some(Msg::SeccompListener), fds) = reply {
                 // runc's setns shape: the state is the running container's, `pid` the new process.
                 let res =
@@ -196,8 +221,14 @@ fn chroot_of(spec: &Spec, init: i32) -> Result<Option<std::fs::File>> {
     std::fs::File::open(&p).ctx("open", &p).map(Some)
 }
 
+fn is_for_children(nstype: libc::c_int) -> bool {
+    nstype == libc::CLONE_NEWPID || nstype == libc::CLONE_NEWTIME
+}
+
+#[allow(clippy::too_many_arguments)]
 fn child_story(
     nss: &[NsFd],
+    bridge: bool,
     root: Option<&std::fs::File>,
     plan: &ProcPlan,
     console: Option<&OwnedFd>,
@@ -218,9 +249,27 @@ fn child_story(
         nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), cpus)
             .ctx("sched_setaffinity", "execCPUAffinity.final")?;
     }
+    if bridge {
+        for n in nss
+            .iter()
+            .filter(|n| n.nstype == libc::CLONE_NEWUSER || is_for_children(n.nstype))
+        {
+            log::debug!("exec bridge: join {} namespace", n.name);
+            sys::setns(n.fd.as_fd(), n.nstype).ctx("setns", format!("{} namespace", n.name))?;
+        }
+        match sys::clone_fork(0).ctx("fork", "exec process")? {
+            // The bridge's death signal is not ours (fork clears it), and we outlive the
+            // bridge by design; a vanished `carte exec` shows as a failed send below.
+            Forked::Child => {}
+            Forked::Parent(pid) => {
+                let _ = chan.send(&Msg::InitPid(pid));
+                sys::exit_now(0)
+            }
+        }
+    }
     for n in nss
         .iter()
-        .filter(|n| n.nstype != libc::CLONE_NEWPID && n.nstype != libc::CLONE_NEWTIME)
+        .filter(|n| !(is_for_children(n.nstype) || bridge && n.nstype == libc::CLONE_NEWUSER))
     {
         log::debug!("exec: join {} namespace", n.name);
         sys::setns(n.fd.as_fd(), n.nstype).ctx("setns", format!("{} namespace", n.name))?;

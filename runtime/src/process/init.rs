@@ -68,7 +68,14 @@ fn story(
     }
     // Not dumpable: the container cannot ptrace us or open our /proc/PID/* while we still hold
     // host fds (CVE-2016-9962); execve resets it for the user process.
-    nix::sys::prctl::set_dumpable(false).ctx("prctl", "PR_SET_DUMPABLE")?;
+    // Unprivileged, the parent (or newuidmap) can open our uid_map only while we are dumpable:
+    // then we stay so until the maps are in, which `Go` tells (runc's nsexec does the same). No
+    // container process exists before that.
+    let stay_dumpable =
+        !plan.ns.bridge && plan.ns.uid_map.is_some() && crate::rootless::euid_rootless();
+    if !stay_dumpable {
+        nix::sys::prctl::set_dumpable(false).ctx("prctl", "PR_SET_DUMPABLE")?;
+    }
     nix::sys::prctl::set_name(c"carte:init").ctx("prctl", "PR_SET_NAME")?;
     if plan.ns.bridge {
         super::bridge::enter_namespaces(plan, chan)?;
@@ -85,6 +92,9 @@ fn story(
         Some(Msg::Failed(m)) => return Err(Error::Other(m)),
         _ => sys::exit_now(1),
     };
+    if stay_dumpable {
+        nix::sys::prctl::set_dumpable(false).ctx("prctl", "PR_SET_DUMPABLE")?;
+    }
     // The hooks we run (createContainer, startContainer) are in the container's namespaces: their
     // state names our pid as the container sees it (runtime.md, "State").
     state.pid = Some(std::process::id() as i32);
@@ -124,7 +134,9 @@ fn story(
         spec: a.spec,
         rootfs: a.rootfs,
         bundle: a.bundle,
-        bind_devices: userns,
+        // In any user namespace, ours too (rootless podman runs us as its namespace's root),
+        // device nodes cannot be made: they are bind-mounted (runc: RunningInUserNS).
+        bind_devices: userns || crate::rootless::in_user_namespace(),
         hierarchies: &hierarchies,
         sources: &sources,
         mount_ns,

@@ -32,6 +32,9 @@ pub struct CreateOpts<'a> {
     pub no_pivot: bool,
     pub preserve_fds: u32,
     pub systemd: bool,
+    /// runc's rootless cgroup manager (`--rootless`, else auto): a cgroup we cannot create is
+    /// done without (see `cgroups::skip_rootless`).
+    pub rootless_cgroups: bool,
     /// `--no-new-keyring`: the container keeps the runtime's session keyring.
     pub no_new_keyring: bool,
 }
@@ -69,15 +72,23 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
         .as_ref()
         .and_then(|l| l.cgroups_path().clone());
     st.cgroup_path = cgroups::path_for(spec_cg.as_deref(), o.id, o.systemd);
+    let res = b.spec.linux().as_ref().and_then(|l| l.resources().as_ref());
+    let no_cgroup = cgroups::skip_rootless(o.rootless_cgroups, &st.cgroup_path, o.systemd, res)?;
+    if no_cgroup.is_some() {
+        // Recorded as no path at all: every verb then finds no cgroup to list, kill or remove.
+        st.cgroup_path = PathBuf::new();
+    }
     st.systemd_cgroup = o.systemd;
     st.no_new_keyring = o.no_new_keyring;
     st.pid_file = o.pid_file.map(absolute);
     if !plan.ns.mount_namespace() {
         st.shared_mounts_before = Some(crate::rootfs::shared_mounts::below(&b.rootfs)?);
     }
-    let res = b.spec.linux().as_ref().and_then(|l| l.resources().as_ref());
     cgroups::preflight(&st.cgroup_path, o.systemd, res)?;
     let dir = ContainerDir::claim(o.root, &st, &b.raw)?;
+    if let Some(why) = no_cgroup {
+        log::warn!("{why}");
+    }
     log::debug!(
         "claimed state dir {} (cgroup will be {})",
         dir.path.display(),
@@ -124,7 +135,14 @@ fn spawn(
         .ctx("open", dir.fifo().display())?;
     // The cgroup manager and, on cgroup v1, the directories the init joins by itself: known
     // before the clone, so the child has them too.
-    let mgr = cgroups::manager(&st.cgroup_path, st.systemd_cgroup, &st.id)?;
+    let mgr = match st.cgroup_path.as_os_str().is_empty() {
+        true => None,
+        false => Some(cgroups::manager(
+            &st.cgroup_path,
+            st.systemd_cgroup,
+            &st.id,
+        )?),
+    };
     let userns = plan.ns.bridge
         || plan.ns.new_flags & libc::CLONE_NEWUSER != 0
         || plan
@@ -132,7 +150,9 @@ fn spawn(
             .joins
             .iter()
             .any(|j| j.nstype == libc::CLONE_NEWUSER);
-    let mut self_join = cgroups::self_join_dirs(&mgr, &st.cgroup_path, userns);
+    let mut self_join = mgr
+        .as_ref()
+        .and_then(|m| cgroups::self_join_dirs(m, &st.cgroup_path, userns));
     // On a hybrid host the init is born in its cgroup2 directory instead (see clone_fork_into).
     let into = self_join
         .as_deref()
@@ -199,17 +219,26 @@ fn spawn(
     dir.save(st)?;
     log::debug!("container init is pid {pid}");
     let res = b.spec.linux().as_ref().and_then(|l| l.resources().as_ref());
-    match &self_join {
-        Some(dirs) => {
-            cgroups::prepare_self_join(&mgr, &st.cgroup_path, dirs, res)?;
+    match (&mgr, &self_join) {
+        (None, _) => {}
+        (Some(mgr), Some(dirs)) => {
+            cgroups::prepare_self_join(mgr, &st.cgroup_path, dirs, res)?;
             log::debug!(
                 "made cgroup {} and applied its limits; the init joins it itself",
                 st.cgroup_path.display()
             );
         }
-        None => {
-            cgroups::join_and_apply(&mgr, &st.cgroup_path, pid, res)?;
-            cgroups::apply_device_filter(&mgr, &st.cgroup_path, res)?;
+        (Some(mgr), None) => {
+            cgroups::join_and_apply(mgr, &st.cgroup_path, pid, res)?;
+            if let Err(e) = cgroups::apply_device_filter(mgr, &st.cgroup_path, res) {
+                // Loading a cgroup BPF program needs CAP_SYS_ADMIN on the host: a rootless
+                // container goes without, as with runc (fs2: setDevices errors ignored when
+                // rootless). Its user namespace cannot create device nodes anyway.
+                if !o.rootless_cgroups {
+                    return Err(e);
+                }
+                log::debug!("rootless: no device filter: {e}");
+            }
             log::debug!(
                 "joined cgroup {} and applied its limits",
                 st.cgroup_path.display()
@@ -223,7 +252,10 @@ fn spawn(
             adj.to_string().as_bytes(),
         )?;
     }
-    if (userns || crate::rootfs::idmap::any(&b.spec)) && plan.ns.new_flags & libc::CLONE_NEWNS != 0
+    // Unprivileged, we reach no more than the init: it opens the sources itself.
+    if (userns || crate::rootfs::idmap::any(&b.spec))
+        && plan.ns.new_flags & libc::CLONE_NEWNS != 0
+        && !crate::rootless::euid_rootless()
     {
         // Opened as host root, in the init's new mount namespace (it exists by now): inside its
         // user namespace the init may not reach them, and only host root may idmap a host mount.

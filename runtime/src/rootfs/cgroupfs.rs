@@ -72,14 +72,44 @@ pub fn mount_cgroupfs(
         & (MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RELATIME);
     if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
         log::debug!("mount cgroup2 on {}", dest.display());
-        return mount(
+        let mounted = mount(
             Some("cgroup2"),
             tpath.as_str(),
             Some("cgroup2"),
             o.flags,
             None::<&str>,
-        )
-        .ctx("mount cgroup2", dest.display());
+        );
+        return match mounted {
+            // Rootless, the kernel may refuse a cgroup2 mount from the container's user
+            // namespace (EPERM, or EBUSY where the superblock's flags cannot change): bind our
+            // own cgroup directory instead, as runc does (rootfs_linux.go mountCgroupV2).
+            Err(e @ (nix::errno::Errno::EPERM | nix::errno::Errno::EBUSY)) => {
+                let own = hierarchies
+                    .iter()
+                    .find(|h| h.mount_point == Path::new("/sys/fs/cgroup"))
+                    .map(|h| h.mount_point.join(h.cgroup.trim_start_matches('/')));
+                let Some(src) = own else {
+                    return Err(e).ctx("mount cgroup2", dest.display());
+                };
+                log::debug!("mount cgroup2: {e}; bind {} instead", src.display());
+                mount(
+                    Some(&src),
+                    tpath.as_str(),
+                    None::<&str>,
+                    MsFlags::MS_BIND,
+                    None::<&str>,
+                )
+                .ctx(&format!("bind mount {}", src.display()), dest.display())?;
+                let top = safe_path::open_in_root(rootfd, dest).ctx("open", dest.display())?;
+                drop(target);
+                remount(
+                    &top,
+                    o.flags & !MsFlags::MS_BIND & !MsFlags::MS_REC | base,
+                    dest,
+                )
+            }
+            r => r.ctx("mount cgroup2", dest.display()),
+        };
     }
     log::debug!(
         "mount tmpfs on {} with the container's own cgroup of each hierarchy",

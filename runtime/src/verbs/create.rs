@@ -15,6 +15,7 @@ pub fn opts<'a>(cli: &'a Cli, a: &'a CreateArgs) -> CreateOpts<'a> {
         no_pivot: a.no_pivot,
         preserve_fds: a.preserve_fds,
         systemd: cli.systemd_cgroup,
+        rootless_cgroups: crate::rootless::cgroups_rootless(cli.rootless_mode.as_deref()),
         no_new_keyring: a.no_new_keyring,
     }
 }

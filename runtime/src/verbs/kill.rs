@@ -1,6 +1,7 @@
 //! `carte kill`: a signal to the init (through a pidfd, so never to a recycled pid), or with
-//! `--all` to every process of the container's cgroup. Signal 0 is the liveness probe, as for
-//! runc: success while the init lives, an error once the container is stopped.
+//! `--all` to every process of the container's cgroup (without one, rootless: of its pid
+//! namespace). Signal 0 is the liveness probe, as for runc: success while the init lives, an
+//! error once the container is stopped.
 
 use crate::cli::{Cli, KillArgs};
 use crate::error::{Context, Error, Result};
@@ -12,7 +13,12 @@ pub fn run(cli: &Cli, a: &KillArgs) -> Result<i32> {
     let st = super::load(&dir)?;
     let status = state::status(&dir.path, &st);
     if a.all {
-        for pid in crate::cgroups::pids(&st.cgroup_path) {
+        let pids = match st.cgroup_path.as_os_str().is_empty() {
+            // Without a cgroup (rootless), a pid is ours to signal only while the init lives.
+            true if !state::init_alive(&st) => vec![],
+            _ => crate::rootless::container_pids(&st.cgroup_path, st.pid),
+        };
+        for pid in pids {
             // Through a pidfd: nix's `kill` takes only the signals of its enum, and sent signal 0
             // (nothing) for real-time ones. A process that exited meanwhile is not an error
             // (runc logs and goes on).

@@ -9,7 +9,11 @@ pub fn run(cli: &Cli, a: &PsArgs) -> Result<i32> {
     let dir = ContainerDir::open(&cli.root, &a.id)?;
     let st = super::load(&dir)?;
     drop(dir);
-    let mut pids = crate::cgroups::pids(&st.cgroup_path);
+    let mut pids = match st.cgroup_path.as_os_str().is_empty() {
+        // Without a cgroup (rootless): the init's pid namespace, while the init lives.
+        true if !crate::state::init_alive(&st) => vec![],
+        _ => crate::rootless::container_pids(&st.cgroup_path, st.pid),
+    };
     pids.sort_unstable();
     if a.format == "json" {
         super::out(format!("{}", serde_json::Value::from(pids)));
