@@ -7,12 +7,13 @@
 #   umoci, skopeo   build the busybox image archives (tests/images.sh) and the carte-bundle comparisons
 #   golang-github-containers-common   podman's default seccomp profile, /usr/share/containers/seccomp.json
 #   containernetworking-plugins, iptables   `carte net`: CNI bridge/host-local/loopback plugins, ipMasq rules
+#   protobuf-compiler   protoc, which the k8s-cri crate's build script (the CRI client of engine_cri) runs
 #   docker.io       dockerd 20.10 and its CLI (/usr/bin/docker), the third engine of the engine tests
 #   qemu-system-x86, linux-image-amd64, cpio, jq   the cgroup v2 guest of tests/vm/ (a kernel booted under qemu
 #                   with the build's binaries in an initramfs)
 set -eu
 
-packages="busybox-static runc iproute2 util-linux umoci skopeo golang-github-containers-common containerd podman conmon containernetworking-plugins iptables docker.io qemu-system-x86 linux-image-amd64 cpio jq"
+packages="busybox-static runc iproute2 util-linux umoci skopeo golang-github-containers-common containerd podman conmon containernetworking-plugins iptables protobuf-compiler docker.io qemu-system-x86 linux-image-amd64 cpio jq"
 
 missing=""
 for pkg in $packages; do
