@@ -9,6 +9,7 @@
 //! temp dir), and on drop stops and removes them and audits what each left (see [`Cri::remove_pod_and_audit`]).
 
 pub mod spec;
+pub mod stream;
 
 use std::collections::HashMap;
 use std::future::Future;
