@@ -30,6 +30,8 @@ per_runtime!(
     exec_stream,
     attach,
     port_forward,
+    seccomp_runtime_default,
+    exec_tty,
 );
 
 /// The pod audit is able to fail: a live pod's containers show up as processes, cgroups, mounts and state.
@@ -363,6 +365,17 @@ fn security_context(rt: Rt) {
     assert_ne!(code, 0, "the root filesystem is writable");
     assert_eq!(status_field(&t, &user, "NoNewPrivs"), "1");
     assert_eq!(status_field(&t, &user, "Seccomp"), "2");
+    // The exec'd process gets the container's user, no_new_privs, seccomp filter and bounding set too.
+    let own = t.sh(
+        &user,
+        "id -u; grep -E '^(NoNewPrivs|Seccomp|CapBnd):' /proc/self/status | cut -f2",
+    );
+    let bnd1 = status_field(&t, &user, "CapBnd");
+    assert_eq!(
+        own,
+        format!("1000\n{bnd1}\n1\n2"),
+        "(uid, CapBnd, NoNewPrivs, Seccomp)"
+    );
     // The effective set of uid 1000 is empty; the bounding set carries add/drop.
     let bnd = status_field(&t, &user, "CapBnd");
     assert!(has_cap(&bnd, 12) && !has_cap(&bnd, 0), "CapBnd {bnd}"); // NET_ADMIN, CHOWN
@@ -764,4 +777,64 @@ fn port_forward(rt: Rt) {
     let data = s.channels.first().cloned().unwrap_or_default();
     assert_eq!(data.get(..2), Some(&8080u16.to_le_bytes()[..]), "{s:?}");
     assert!(s.text(0).contains("200 OK"), "{s:?}");
+}
+
+/// seccomp RuntimeDefault filters by syscall arguments: `clone`/`unshare` of a user namespace is refused without
+/// CAP_SYS_ADMIN while a plain fork works; Unconfined allows both. Checked in pid 1 (through its log) and in an
+/// exec'd process.
+fn seccomp_runtime_default(rt: Rt) {
+    let Some(t) = Cri::new(rt) else { return };
+    let pod = t.run_pod(t.pod_config("seccomp"));
+    let probe = "(true) && echo fork-ok; unshare -U true && echo userns-ok || echo userns-refused";
+    let mut strict = spec::container("strict", &["sh", "-c", &format!("{probe}; sleep 100000")]);
+    spec::sc(&mut strict).seccomp = Some(spec::runtime_default());
+    let strict = t.start(&pod, strict);
+    let open = t.start(
+        &pod,
+        spec::container("open", &["sh", "-c", &format!("{probe}; sleep 100000")]),
+    );
+    assert_eq!(t.sh(&strict, probe), "fork-ok\nuserns-refused");
+    assert_eq!(t.sh(&open, probe), "fork-ok\nuserns-ok");
+    let log = std::path::Path::new(&pod.config.log_directory).join("strict.log");
+    let mut text = String::new();
+    carte_tests::poll_until(carte_tests::runtime::TIMEOUT, || {
+        text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.contains("userns-")
+    });
+    assert!(
+        text.contains("fork-ok") && text.contains("userns-refused"),
+        "{text}"
+    );
+}
+
+/// Streaming Exec with a terminal (`kubectl exec -it`): the process gets a pty from the runtime's console
+/// socket, and a resize sent on channel 4 reaches it.
+fn exec_tty(rt: Rt) {
+    let Some(t) = Cri::new(rt) else { return };
+    let pod = t.run_pod(t.pod_config("exectty"));
+    let id = t.start(&pod, spec::sleeper("c"));
+    let script =
+        "test -t 0 && test -t 1 && echo is-a-tty; for i in $(seq 100); do s=$(stty size); \
+                  [ \"$s\" = '30 100' ] && break; sleep 0.1; done; echo size=$s; exit 3";
+    let req = cri::ExecRequest {
+        container_id: id.clone(),
+        cmd: vec!["sh".into(), "-c".into(), script.into()],
+        stdin: true,
+        stdout: true,
+        stderr: false,
+        tty: true,
+    };
+    let url = match t.d.block("Exec", t.d.client().exec(req)) {
+        Ok(r) => r.url,
+        Err(e) => panic!("Exec: {e}"),
+    };
+    let resize = br#"{"Width":100,"Height":30}"#.to_vec();
+    let s = stream::session(t.d.pid(), &url, vec![(4, resize)], |_| false);
+    let s = s.unwrap_or_else(|e| panic!("{e}"));
+    let out = s.text(1);
+    assert!(
+        out.contains("is-a-tty") && out.contains("size=30 100"),
+        "{s:?}"
+    );
+    assert_eq!(stream_exit(&s), Some(3), "{s:?}");
 }
