@@ -32,6 +32,9 @@ per_runtime!(
     port_forward,
     seccomp_runtime_default,
     exec_tty,
+    container_config,
+    restart_and_remove,
+    attach_tty,
 );
 
 /// The pod audit is able to fail: a live pod's containers show up as processes, cgroups, mounts and state.
@@ -837,4 +840,118 @@ fn exec_tty(rt: Rt) {
         "{s:?}"
     );
     assert_eq!(stream_exit(&s), Some(3), "{s:?}");
+}
+
+/// What CreateContainer passes through to the runtime's config: env, a working directory missing from the
+/// image (created), command + args, a user by name from the image, a device from the host (with its device
+/// cgroup rule), CPU shares and cpuset, and oom_score_adj (the kubelet's 1000 for a BestEffort pod; above
+/// containerd's own, so `restrict_oom_score_adj` keeps it).
+fn container_config(rt: Rt) {
+    let Some(t) = Cri::new(rt) else { return };
+    let pod = t.run_pod(t.pod_config("ccfg"));
+    let mut c = spec::container("c", &["sh", "-c"]);
+    c.args = vec!["sleep 100000".into()];
+    c.working_dir = "/work/dir".into();
+    c.envs = vec![cri::KeyValue {
+        key: "GREETING".into(),
+        value: "hello world".into(),
+    }];
+    c.devices = vec![cri::Device {
+        container_path: "/dev/xnull".into(),
+        host_path: "/dev/null".into(),
+        permissions: "rwm".into(),
+    }];
+    spec::sc(&mut c).run_as_username = "user".into();
+    let r = spec::resources(&mut c);
+    r.cpu_shares = 512;
+    r.cpuset_cpus = "0".into();
+    r.oom_score_adj = 1000;
+    let id = t.start(&pod, c);
+    assert_eq!(
+        t.sh(
+            &id,
+            "id -u; pwd; echo \"$GREETING\"; echo data >/dev/xnull && echo wrote"
+        ),
+        "1000\n/work/dir\nhello world\nwrote"
+    );
+    let pid = t.pid(&id);
+    let adj = std::fs::read_to_string(format!("/proc/{pid}/oom_score_adj")).unwrap_or_default();
+    assert_eq!(adj.trim(), "1000");
+    let limit = |ctrl: &str, v1: &str, v2: &str| {
+        let path = carte_tests::cgroups::path_of(pid, ctrl).unwrap_or_default();
+        carte_tests::cgroups::read_limit(ctrl, &path, v1, v2)
+            .map(|(_, v)| v)
+            .unwrap_or_default()
+    };
+    // cpu.weight on v2 is the kernel's conversion of the shares; v1 keeps them.
+    let shares = limit("cpu", "cpu.shares", "cpu.weight");
+    assert!(shares == "512" || shares == "20", "cpu shares {shares}");
+    assert_eq!(limit("cpuset", "cpuset.cpus", "cpuset.cpus"), "0");
+}
+
+/// The kubelet's restart of an exited container in a live pod: a new container of the same name (attempt 1)
+/// starts, and RemoveContainer of the old one leaves nothing of it (state, cgroup, mounts) while the pod lives.
+fn restart_and_remove(rt: Rt) {
+    let Some(t) = Cri::new(rt) else { return };
+    let pod = t.run_pod(t.pod_config("restart"));
+    let first = t.start(&pod, spec::container("c", &["sh", "-c", "exit 1"]));
+    let st = t.wait_exited(&first);
+    assert_eq!(st.exit_code, 1, "{st:?}");
+    let mut again = spec::sleeper("c");
+    again.metadata = Some(cri::ContainerMetadata {
+        name: "c".into(),
+        attempt: 1,
+    });
+    let second = t.start(&pod, again);
+    assert_eq!(t.sh(&second, "echo up"), "up");
+    let req = cri::RemoveContainerRequest {
+        container_id: first.clone(),
+    };
+    let r =
+        t.d.block("RemoveContainer", t.d.client().remove_container(req));
+    assert!(r.is_ok(), "RemoveContainer: {r:?}");
+    let leaks =
+        carte_tests::engines::container_leaks(Needle::Anywhere(&first), &t.state_dir(&first));
+    assert!(leaks.is_empty(), "{leaks:?}");
+    assert_eq!(t.containers_of(&pod.id), vec![second]);
+}
+
+/// A container with a terminal (`kubectl run -it`): the runtime hands its pty to the shim through the console
+/// socket; Attach with a terminal carries a line in and the answer out, and the exit code is the container's.
+fn attach_tty(rt: Rt) {
+    let Some(t) = Cri::new(rt) else { return };
+    let pod = t.run_pod(t.pod_config("attachtty"));
+    let mut c = spec::container(
+        "c",
+        &[
+            "sh",
+            "-c",
+            "test -t 0 && echo is-a-tty; read l; echo got-$l; exit 9",
+        ],
+    );
+    c.stdin = true;
+    c.stdin_once = true;
+    c.tty = true;
+    let id = t.start(&pod, c);
+    let req = cri::AttachRequest {
+        container_id: id.clone(),
+        stdin: true,
+        stdout: true,
+        stderr: false,
+        tty: true,
+    };
+    let url = match t.d.block("Attach", t.d.client().attach(req)) {
+        Ok(r) => r.url,
+        Err(e) => panic!("Attach: {e}"),
+    };
+    let s = stream::session(t.d.pid(), &url, vec![(0, b"tty-line\r".to_vec())], |s| {
+        s.text(1).contains("got-tty-line")
+    });
+    let s = s.unwrap_or_else(|e| panic!("{e}"));
+    assert!(s.text(1).contains("got-tty-line"), "{s:?}");
+    let st = t.wait_exited(&id);
+    assert_eq!(st.exit_code, 9, "{st:?}");
+    let log = std::path::Path::new(&pod.config.log_directory).join("c.log");
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(text.contains("is-a-tty"), "{log:?}: {text}");
 }

@@ -216,6 +216,10 @@ impl Drop for CriDaemon {
             }
             leaks.extend(super::remove_cgroup_tree(&self.cgroup_top(rt)));
         }
+        // `CARTE_CRI_LOG=<file>` keeps containerd's log (shim and runtime errors included) for a look after.
+        if let Some(keep) = std::env::var_os("CARTE_CRI_LOG") {
+            let _ = std::fs::copy(self.dir().join("containerd.log"), keep);
+        }
         report(&format!("containerd (CRI) {}", self.name), &leaks);
     }
 }
