@@ -32,6 +32,7 @@ per_runtime!(
     host_namespaces,
     share_process_namespace,
     sysctls,
+    sysctls_refused,
     etc_files,
     volumes,
     exec_stream,

@@ -207,7 +207,7 @@ pub fn host_namespaces(rt: Rt) {
 }
 
 /// shareProcessNamespace (pid POD): the containers and the pause process share one pid namespace whose pid 1
-/// is the pause process; without it each container is its own pid 1.
+/// is the pause process; a container's leftover processes die with its init.
 pub fn share_process_namespace(rt: Rt) {
     let Some(t) = Cri::new(rt) else { return };
     let mut cfg = t.pod_config("sharepid");
@@ -230,6 +230,19 @@ pub fn share_process_namespace(rt: Rt) {
     );
     let ns = |id: &str| std::fs::read_link(format!("/proc/{}/ns/pid", t.pid(id))).ok();
     assert_eq!(ns(&a), ns(&b));
+    // Without a pid namespace of its own, a container's processes do not die with its init: the shim kills
+    // what is left in its cgroup (the runtime's `kill --all`) when the init exits.
+    let mut c = spec::container("c", &["sh", "-c", "sleep 100003 & echo started; exit 0"]);
+    spec::ns(&mut c).pid = cri::NamespaceMode::Pod as i32;
+    let c = t.start(&pod, c);
+    let st = t.wait_exited(&c);
+    assert_eq!(st.exit_code, 0, "{st:?}");
+    let mut ps = String::new();
+    let gone = carte_tests::poll_until(carte_tests::runtime::TIMEOUT, || {
+        ps = t.sh(&b, "ps -o args");
+        !ps.contains("sleep 100003")
+    });
+    assert!(gone, "the exited container's child lives on:\n{ps}");
 }
 
 /// Namespaced sysctls of the pod (net.* in the pod's network namespace, kernel.shm* in its IPC namespace) are
@@ -283,4 +296,44 @@ pub fn etc_files(rt: Rt) {
             "{f} not mounted: {mounted}"
         );
     }
+}
+
+/// Sysctls the pod may not set are refused by the runtime and reach nothing: a kernel-wide one
+/// (`kernel.panic_on_oops`, in no namespace) and a net.* one in a hostNetwork pod (the host's network
+/// namespace). The kubelet's allow-list normally stops these first; the runtime is the last line.
+pub fn sysctls_refused(rt: Rt) {
+    let Some(t) = Cri::new(rt) else { return };
+    let host = || std::fs::read_to_string("/proc/sys/kernel/panic_on_oops").unwrap_or_default();
+    let before = host();
+    let flipped = if before.trim() == "0" { "1" } else { "0" };
+    let mut cfg = t.pod_config("sysctlno");
+    spec::pod_linux(&mut cfg).sysctls =
+        [("kernel.panic_on_oops".to_string(), flipped.to_string())].into();
+    let r = t.try_run_pod(cfg);
+    assert!(r.is_err(), "a kernel-wide sysctl was accepted: {r:?}");
+    assert_eq!(host(), before);
+
+    let mut cfg = t.pod_config("sysctlhostnet");
+    cfg.hostname.clear();
+    spec::pod_ns(&mut cfg).network = cri::NamespaceMode::Node as i32;
+    spec::pod_linux(&mut cfg).sysctls = [(
+        "net.ipv4.ip_local_port_range".to_string(),
+        "40001 50001".to_string(),
+    )]
+    .into();
+    // /proc/sys/net shows the reader's network namespace: read it in containerd's.
+    let range = || {
+        let mut cmd = std::process::Command::new("nsenter");
+        cmd.args(["-t", &t.d.pid().to_string(), "-n", "cat"])
+            .arg("/proc/sys/net/ipv4/ip_local_port_range");
+        carte_tests::engines::run(cmd).ok().stdout
+    };
+    let before = range();
+    assert!(!before.trim().is_empty());
+    let r = t.try_run_pod(cfg);
+    assert!(
+        r.is_err(),
+        "a net.* sysctl in the host's network namespace was accepted: {r:?}"
+    );
+    assert_eq!(range(), before);
 }
