@@ -42,5 +42,6 @@ per_runtime!(
     exec_tty,
     container_config,
     restart_and_remove,
+    concurrent,
     attach_tty,
 );

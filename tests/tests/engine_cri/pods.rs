@@ -1,7 +1,7 @@
 //! Pod and container life: the pod network, exit status and reason, logs, ExecSync, resources, stats,
 //! stop with a grace period, the container config, restarts.
 
-use carte_tests::engines::cri::{spec, Cri, SUBNET_PREFIX};
+use carte_tests::engines::cri::{spec, Cri, Pod, SUBNET_PREFIX};
 use carte_tests::engines::{host_memory_limit, Needle, Rt};
 use k8s_cri::v1 as cri;
 
@@ -345,4 +345,75 @@ pub fn restart_and_remove(rt: Rt) {
         carte_tests::engines::container_leaks(Needle::Anywhere(&first), &t.state_dir(&first));
     assert!(leaks.is_empty(), "{leaks:?}");
     assert_eq!(t.containers_of(&pod.id), vec![second]);
+}
+
+/// What a node does when a deployment scales up: several pods started at once (their cgroup parents created
+/// side by side under one top), then several containers started at once in one pod; every one runs.
+pub fn concurrent(rt: Rt) {
+    let Some(t) = Cri::new(rt) else { return };
+    let configs: Vec<cri::PodSandboxConfig> =
+        (0..4).map(|i| t.pod_config(&format!("conc{i}"))).collect();
+    let reqs: Vec<_> = configs
+        .iter()
+        .map(|c| t.run_pod_request(c.clone()))
+        .collect();
+    let d = &t.d;
+    let results: Vec<Result<String, String>> = std::thread::scope(|s| {
+        let handles: Vec<_> = reqs
+            .into_iter()
+            .map(|req| {
+                s.spawn(move || {
+                    d.block("RunPodSandbox", d.client().run_pod_sandbox(req))
+                        .map(|r| r.pod_sandbox_id)
+                        .map_err(|e| e.to_string())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err("thread panicked".into())))
+            .collect()
+    });
+    for id in results.iter().flatten() {
+        t.adopt(id);
+    }
+    let pods: Vec<Pod> = results
+        .into_iter()
+        .zip(configs)
+        .map(|(r, config)| match r {
+            Ok(id) => Pod { id, config },
+            Err(e) => panic!("concurrent RunPodSandbox: {e}\n{}", d.log_tail()),
+        })
+        .collect();
+    let pod = &pods[0];
+    let created: Vec<String> = (0..5)
+        .map(|i| t.create(pod, spec::container(&format!("c{i}"), &["sleep", "100000"])))
+        .collect();
+    let started: Vec<Result<(), String>> = std::thread::scope(|s| {
+        let handles: Vec<_> = created
+            .iter()
+            .map(|id| {
+                s.spawn(move || {
+                    let req = cri::StartContainerRequest {
+                        container_id: id.clone(),
+                    };
+                    d.block("StartContainer", d.client().start_container(req))
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err("thread panicked".into())))
+            .collect()
+    });
+    for (id, r) in created.iter().zip(started) {
+        assert!(r.is_ok(), "StartContainer {id}: {r:?}\n{}", d.log_tail());
+        assert_eq!(t.sh(id, "echo up"), "up");
+    }
+    for p in &pods[1..] {
+        let id = t.start(p, spec::sleeper("c"));
+        assert_eq!(t.sh(&id, "echo up"), "up");
+    }
 }

@@ -319,6 +319,20 @@ impl Cri {
     pub fn forget(&self, pod: &str) {
         self.pods.borrow_mut().retain(|p| p != pod);
     }
+
+    /// Takes `pod` (run by a direct CRI call, e.g. from another thread) into the teardown and audit.
+    pub fn adopt(&self, pod: &str) {
+        self.pods.borrow_mut().push(pod.to_string());
+    }
+
+    /// The RunPodSandbox request of `config` with our handler.
+    pub fn run_pod_request(&self, config: cri::PodSandboxConfig) -> cri::RunPodSandboxRequest {
+        let _ = std::fs::create_dir_all(&config.log_directory);
+        cri::RunPodSandboxRequest {
+            config: Some(config),
+            runtime_handler: self.handler().to_string(),
+        }
+    }
 }
 
 /// A field of the JSON the CRI plugin puts under `info` in verbose status responses.
