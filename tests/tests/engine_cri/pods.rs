@@ -275,8 +275,8 @@ pub fn stop_grace(rt: Rt) {
 
 /// What CreateContainer passes through to the runtime's config: env, a working directory missing from the
 /// image (created), command + args, a user by name from the image, a device from the host (with its device
-/// cgroup rule), CPU shares and cpuset, and oom_score_adj (the kubelet's 1000 for a BestEffort pod; above
-/// containerd's own, so `restrict_oom_score_adj` keeps it).
+/// cgroup rule), CPU shares and cpuset, and oom_score_adj for the init and an exec (the kubelet's 1000 for a
+/// BestEffort pod; above containerd's own, so `restrict_oom_score_adj` keeps it).
 pub fn container_config(rt: Rt) {
     let Some(t) = Cri::new(rt) else { return };
     let pod = t.run_pod(t.pod_config("ccfg"));
@@ -308,6 +308,8 @@ pub fn container_config(rt: Rt) {
     let pid = t.pid(&id);
     let adj = std::fs::read_to_string(format!("/proc/{pid}/oom_score_adj")).unwrap_or_default();
     assert_eq!(adj.trim(), "1000");
+    // ExecSync's process too, not the shim's score it was started from (a carte bug this found).
+    assert_eq!(t.sh(&id, "cat /proc/self/oom_score_adj"), "1000");
     let limit = |ctrl: &str, v1: &str, v2: &str| {
         let path = carte_tests::cgroups::path_of(pid, ctrl).unwrap_or_default();
         carte_tests::cgroups::read_limit(ctrl, &path, v1, v2)
