@@ -5,7 +5,8 @@ use carte_tests::engines::cri::{spec, Cri, Pod, SUBNET_PREFIX};
 use carte_tests::engines::{host_memory_limit, Needle, Rt};
 use k8s_cri::v1 as cri;
 
-/// The pod audit is able to fail: a live pod's containers show up as processes, cgroups, mounts and state.
+/// The pod audit is able to fail: a live pod's containers show up as processes, cgroups, mounts and state, and
+/// its veth in containerd's network namespace.
 pub fn audit_sees_live_pod(rt: Rt) {
     let Some(t) = Cri::new(rt) else { return };
     let pod = t.run_pod(t.pod_config("auditlive"));
@@ -17,6 +18,13 @@ pub fn audit_sees_live_pod(rt: Rt) {
             "no {what} in {leaks:?}"
         );
     }
+    let veths = t.host_veths(&pod.id);
+    assert_eq!(veths.len(), 1, "{veths:?}");
+    let links = t.d.links();
+    assert!(
+        links.iter().any(|l| l.contains(&format!(" {}@", veths[0]))),
+        "{veths:?} not in {links:?}"
+    );
     let leaks = t.remove_pod_and_audit(&pod.id);
     t.forget(&pod.id);
     assert!(leaks.is_empty(), "{leaks:?}");

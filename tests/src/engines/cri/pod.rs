@@ -243,7 +243,7 @@ impl Cri {
 
     /// StopPodSandbox + RemovePodSandbox of `pod` (which removes its containers), then what is left of it:
     /// processes (the shim included), cgroups under the pod's parent, mounts (rootfs, shm, netns), the handler's
-    /// state of every container, the netns bind mount, its IP in the IPAM store.
+    /// state of every container, the netns bind mount, the host end of its veth, its IP in the IPAM store.
     pub fn remove_pod_and_audit(&self, pod: &str) -> Vec<String> {
         let containers = self.containers_of(pod);
         let status = self.pod_status(pod);
@@ -255,6 +255,7 @@ impl Cri {
             .and_then(|n| n["path"].as_str())
             .unwrap_or_default()
             .to_string();
+        let veths = self.host_veths(pod);
         let uid = status
             .status
             .and_then(|s| s.metadata)
@@ -291,6 +292,14 @@ impl Cri {
         if !netns.is_empty() && Path::new(&netns).exists() {
             leaks.push(format!("netns {netns}"));
         }
+        if !veths.is_empty() {
+            let links = self.d.links();
+            for v in &veths {
+                if links.iter().any(|l| l.contains(&format!(" {v}@"))) {
+                    leaks.push(format!("veth {v}"));
+                }
+            }
+        }
         let ipam = self.d.dir().join("ipam/carte-cri");
         for e in std::fs::read_dir(ipam).into_iter().flatten().flatten() {
             let owner = std::fs::read_to_string(e.path()).unwrap_or_default();
@@ -299,6 +308,17 @@ impl Cri {
             }
         }
         leaks
+    }
+
+    /// The host end of `pod`'s veth pair, from the CNI result in its verbose status (interfaces keyed by name).
+    pub fn host_veths(&self, pod: &str) -> Vec<String> {
+        info_field(&self.pod_status(pod).info, "cniResult")["Interfaces"]
+            .as_object()
+            .into_iter()
+            .flat_map(|m| m.keys())
+            .filter(|name| name.starts_with("veth"))
+            .cloned()
+            .collect()
     }
 
     /// The ids of the containers of `pod`.
