@@ -29,6 +29,7 @@ per_runtime!(
     stop_grace,
     security_context,
     privileged,
+    sandbox_security,
     host_namespaces,
     share_process_namespace,
     sysctls,

@@ -337,3 +337,33 @@ pub fn sysctls_refused(rt: Rt) {
     );
     assert_eq!(range(), before);
 }
+
+/// The pod-level security context the kubelet passes for the sandbox: the pause process runs as the pod's
+/// runAsUser/runAsGroup (containerd 1.6 gives it only the group, not the pod's supplemental groups).
+pub fn sandbox_security(rt: Rt) {
+    let Some(t) = Cri::new(rt) else { return };
+    let mut cfg = t.pod_config("sandboxsec");
+    let s = spec::pod_sc(&mut cfg);
+    s.run_as_user = Some(cri::Int64Value { value: 65535 });
+    s.run_as_group = Some(cri::Int64Value { value: 65534 });
+    s.supplemental_groups = vec![5000];
+    let pod = t.run_pod(cfg);
+    let info = t.pod_status(&pod.id).info;
+    let pid = info
+        .get("info")
+        .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())
+        .and_then(|v| v["pid"].as_i64())
+        .unwrap_or_default();
+    assert!(pid > 0, "no pause pid in {info:?}");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
+            .unwrap_or_default()
+    };
+    assert_eq!(field("Uid:"), "65535 65535 65535 65535", "{status}");
+    assert_eq!(field("Gid:"), "65534 65534 65534 65534", "{status}");
+    assert_eq!(field("Groups:"), "65534", "{status}");
+}
