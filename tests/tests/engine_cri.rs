@@ -44,5 +44,6 @@ per_runtime!(
     container_config,
     restart_and_remove,
     concurrent,
+    shim_killed,
     attach_tty,
 );

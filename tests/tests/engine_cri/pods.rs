@@ -427,3 +427,31 @@ pub fn concurrent(rt: Rt) {
         assert_eq!(t.sh(&id, "echo up"), "up");
     }
 }
+
+/// The pod's shim dies (SIGKILL, as the OOM killer may do): containerd runs the shim's cleanup, which has the
+/// runtime `delete --force` the still-running containers; they are reported exited, none of their processes
+/// is left, and the pod is then removed with nothing behind (the teardown audit).
+pub fn shim_killed(rt: Rt) {
+    let Some(t) = Cri::new(rt) else { return };
+    let pod = t.run_pod(t.pod_config("shimkill"));
+    let id = t.start(&pod, spec::sleeper("c"));
+    let shims: Vec<i32> = carte_tests::engines::processes_mentioning(Needle::Anywhere(&pod.id))
+        .iter()
+        .filter(|p| p.contains("containerd-shim"))
+        .filter_map(|p| p.split_whitespace().nth(1)?.parse().ok())
+        .collect();
+    assert_eq!(shims.len(), 1, "one shim per pod expected: {shims:?}");
+    let r = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(shims[0]),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    assert!(r.is_ok(), "{r:?}");
+    let st = t.wait_exited(&id);
+    assert_ne!(st.exit_code, 0, "{st:?}");
+    let members = || carte_tests::engines::cgroup_members(Needle::Anywhere(&id));
+    let gone = carte_tests::poll_until(carte_tests::AUDIT_GRACE, || members().is_empty());
+    assert!(gone, "the container outlived its shim: {:?}", members());
+    let state = t.state_dir(&id);
+    let deleted = carte_tests::poll_until(carte_tests::AUDIT_GRACE, || !state.exists());
+    assert!(deleted, "{} left", state.display());
+}
