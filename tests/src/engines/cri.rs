@@ -74,7 +74,7 @@ impl CriDaemon {
             Ok(l) => cmd.stdout(l).stderr(log),
             Err(e) => panic!("dup containerd.log: {e}"),
         };
-        let child = match cmd.spawn() {
+        let mut child = match cmd.spawn() {
             Ok(c) => c,
             Err(e) => panic!("spawn containerd: {e}"),
         };
@@ -91,6 +91,12 @@ impl CriDaemon {
         let up = crate::poll_until(Duration::from_secs(30), || {
             sock.exists() && run(ctr(d, &["version"])).success()
         });
+        if !up {
+            // Stop what we started before failing: a panic here skips Drop.
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("containerd did not come up: {}", log_tail(d));
+        }
         let channel = connect(&rt, &sock);
         let daemon = CriDaemon {
             dir,
@@ -100,7 +106,6 @@ impl CriDaemon {
             rt,
             channel,
         };
-        assert!(up, "containerd did not come up: {}", daemon.log_tail());
         for archive in ["busybox-oci.tar", "pause-oci.tar"] {
             let path = super::images().join(archive).display().to_string();
             daemon.ctr(&["images", "import", &path]).ok();
@@ -153,9 +158,7 @@ impl CriDaemon {
     }
 
     pub fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(self.dir().join("containerd.log")).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
+        log_tail(self.dir())
     }
 
     /// Network interfaces in containerd's network namespace, as `ip -o link` prints them.
@@ -223,6 +226,13 @@ impl Drop for CriDaemon {
         }
         report(&format!("containerd (CRI) {}", self.name), &leaks);
     }
+}
+
+/// The last lines of containerd's log in `dir`.
+fn log_tail(dir: &Path) -> String {
+    let text = std::fs::read_to_string(dir.join("containerd.log")).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
 }
 
 fn write(path: &Path, text: &str) {

@@ -81,13 +81,7 @@ impl Cri {
     }
 
     pub fn try_run_pod(&self, config: cri::PodSandboxConfig) -> Result<String, tonic::Status> {
-        if let Some(dir) = Some(config.log_directory.clone()).filter(|d| !d.is_empty()) {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        let req = cri::RunPodSandboxRequest {
-            config: Some(config),
-            runtime_handler: self.handler().to_string(),
-        };
+        let req = self.run_pod_request(config);
         let id = self
             .d
             .block("RunPodSandbox", self.d.client().run_pod_sandbox(req))?
@@ -345,9 +339,11 @@ impl Cri {
         self.pods.borrow_mut().push(pod.to_string());
     }
 
-    /// The RunPodSandbox request of `config` with our handler.
+    /// The RunPodSandbox request of `config` with our handler; makes its log directory, as the kubelet does.
     pub fn run_pod_request(&self, config: cri::PodSandboxConfig) -> cri::RunPodSandboxRequest {
-        let _ = std::fs::create_dir_all(&config.log_directory);
+        if let Err(e) = std::fs::create_dir_all(&config.log_directory) {
+            panic!("mkdir {}: {e}", config.log_directory);
+        }
         cri::RunPodSandboxRequest {
             config: Some(config),
             runtime_handler: self.handler().to_string(),
