@@ -42,7 +42,9 @@ test-vm: build
 conformance: build probe
 	$(REL)/carte-conformance --runtime $(REL)/carte $(foreach r,$(RUNTIMES),--runtime $(r))
 
+# setup.sh first: the tests crate's CRI client (k8s-cri) runs protoc in its build script.
 lint:
+	tests/setup.sh
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 

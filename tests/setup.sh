@@ -7,6 +7,7 @@
 #   umoci, skopeo   build the busybox image archives (tests/images.sh) and the carte-bundle comparisons
 #   golang-github-containers-common   podman's default seccomp profile, /usr/share/containers/seccomp.json
 #   containernetworking-plugins, iptables   `carte net`: CNI bridge/host-local/loopback plugins, ipMasq rules
+#   protobuf-compiler   protoc, which the k8s-cri crate's build script (the CRI client of engine_cri) runs
 #   docker.io       dockerd 20.10 and its CLI (/usr/bin/docker), the third engine of the engine tests
 #   uidmap          newuidmap/newgidmap: the rootless tests' user namespaces with /etc/subuid ranges (the
 #                   runtimes and rootless podman map subordinate ids through them)
@@ -16,7 +17,7 @@
 #                   kernel is too new for Debian's (see tests/criu.sh)
 set -eu
 
-packages="busybox-static runc iproute2 util-linux umoci skopeo golang-github-containers-common containerd podman conmon containernetworking-plugins iptables docker.io uidmap qemu-system-x86 linux-image-amd64 cpio jq criu"
+packages="busybox-static runc iproute2 util-linux umoci skopeo golang-github-containers-common containerd podman conmon containernetworking-plugins iptables protobuf-compiler docker.io uidmap qemu-system-x86 linux-image-amd64 cpio jq criu"
 
 missing=""
 for pkg in $packages; do

@@ -100,7 +100,7 @@ fn which(tool: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// The directory holding `busybox-oci.tar` and `busybox-docker.tar`, built by `tests/images.sh` when missing.
+/// The directory holding `busybox-oci.tar`, `busybox-docker.tar` and `pause-oci.tar`, built by `tests/images.sh` when missing.
 /// A file lock keeps concurrent test binaries from building it twice.
 pub fn images() -> PathBuf {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -111,8 +111,11 @@ pub fn images() -> PathBuf {
         Some(d) if !d.is_empty() => PathBuf::from(d),
         _ => workspace.join("target/images"),
     };
-    let ready =
-        |d: &Path| d.join("busybox-oci.tar").is_file() && d.join("busybox-docker.tar").is_file();
+    let ready = |d: &Path| {
+        ["busybox-oci.tar", "busybox-docker.tar", "pause-oci.tar"]
+            .iter()
+            .all(|f| d.join(f).is_file())
+    };
     if ready(&dir) {
         return dir;
     }
@@ -484,6 +487,7 @@ fn shared<T>(slot: &Mutex<Weak<T>>, start: impl FnOnce() -> T) -> Arc<T> {
 }
 
 pub mod containerd;
+pub mod cri;
 pub mod docker;
 pub mod podman;
 

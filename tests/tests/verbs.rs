@@ -174,6 +174,25 @@ fn exec_returns_the_exit_status_and_stdout() {
     finish(&ctx, &id, &[]);
 }
 
+/// An exec'd process gets the container's `process.oomScoreAdj`, not its caller's (runc's nsexec applies the
+/// config's to every process it starts). Under containerd the caller is the shim, whose score is containerd's
+/// + 1: an exec in a Kubernetes pod must get the pod's QoS score (found by the CRI tests, `container_config`).
+#[test]
+fn exec_gets_the_containers_oom_score_adj() {
+    let Some(ctx) = Ctx::new() else { return };
+    let (id, _, _) = running(&ctx, "exec-oom", |b| {
+        b.set("/process/oomScoreAdj", json!(317));
+    });
+    let mine = std::fs::read_to_string("/proc/self/oom_score_adj").unwrap_or_default();
+    assert_ne!(mine.trim(), "317", "the test's own score must differ");
+    let out = ctx
+        .rt
+        .cmd(&["exec", &id, "cat", "/proc/self/oom_score_adj"])
+        .ok();
+    assert_eq!(out.stdout, "317\n", "{out}");
+    finish(&ctx, &id, &[]);
+}
+
 #[test]
 fn exec_env_cwd_user_and_additional_gids() {
     let Some(ctx) = Ctx::new() else { return };

@@ -152,7 +152,9 @@ pub fn spawn(st: &State, spec: &Spec, plan: &ProcPlan, o: &ExecOpts) -> Result<S
                 let mgr = crate::cgroups::manager(&st.cgroup_path, st.systemd_cgroup, &st.id)?;
                 crate::cgroups::join_and_apply(&mgr, &st.cgroup_path, pid, None)?;
             }
-            if let Err(e) = crate::subcgroup::join(&o.sub_cgroups, pid) {
+            let placed =
+                crate::subcgroup::join(&o.sub_cgroups, pid).and_then(|()| oom_score_adj(spec, pid));
+            if let Err(e) = placed {
                 // Still waiting for Go: it never ran anything of the caller's.
                 let _ = nix::sys::signal::kill(
                     nix::unistd::Pid::from_raw(pid),
@@ -203,6 +205,21 @@ pub fn spawn(st: &State, spec: &Spec, plan: &ProcPlan, o: &ExecOpts) -> Result<S
                 }
             }
         }
+    }
+}
+
+/// The container's `process.oomScoreAdj` (its config's, as for the init) on the exec'd process: runc's
+/// nsexec gets it from the container's config for every process it starts, exec'd ones included. Without
+/// it they keep the caller's score; under containerd that is the shim's (containerd's + 1), so an exec in
+/// a BestEffort pod (kubelet: 1000) would be among the last the OOM killer picks rather than the first.
+fn oom_score_adj(spec: &Spec, pid: i32) -> Result<()> {
+    match spec.process().as_ref().and_then(|p| p.oom_score_adj()) {
+        Some(adj) => crate::procfs::write(
+            crate::procfs::Base::Pid(pid),
+            std::path::Path::new("oom_score_adj"),
+            adj.to_string().as_bytes(),
+        ),
+        None => Ok(()),
     }
 }
 
