@@ -11,7 +11,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 log=${1:-target/test-logs/runc.log}
 runc=${RUNC:-/usr/sbin/runc}
-skip_files="engine_containerd engine_cri engine_podman engine_docker net lab reliability"
+skip_files="engine_containerd engine_cri engine_podman engine_docker rootless_podman net lab reliability"
 
 tests=()
 for f in tests/tests/*.rs; do
