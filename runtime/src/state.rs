@@ -92,6 +92,32 @@ impl State {
             ..State::default()
         }
     }
+
+    /// The state `create` (and `restore`) records for bundle `b` under `id`: its annotations and
+    /// the cgroup its config asks for (or carte's default for the id).
+    pub fn for_bundle(id: &str, b: &crate::bundle::Bundle, systemd: bool) -> State {
+        let mut st = State::new(
+            id,
+            b.dir.clone(),
+            b.rootfs.clone(),
+            b.spec.version().clone(),
+        );
+        st.annotations = b
+            .spec
+            .annotations()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        let spec_cg = b
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.cgroups_path().clone());
+        st.cgroup_path = crate::cgroups::path_for(spec_cg.as_deref(), id, systemd);
+        st.systemd_cgroup = systemd;
+        st
+    }
 }
 
 impl State {

@@ -53,32 +53,13 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
     cgroups::check_systemd(o.systemd)?;
     let plan = plan::build(&b.spec)?;
     crate::tty::require_console(plan.proc.terminal, o.console)?;
-    let mut st = State::new(
-        o.id,
-        b.dir.clone(),
-        b.rootfs.clone(),
-        b.spec.version().clone(),
-    );
-    st.annotations = b
-        .spec
-        .annotations()
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
-    let spec_cg = b
-        .spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.cgroups_path().clone());
-    st.cgroup_path = cgroups::path_for(spec_cg.as_deref(), o.id, o.systemd);
+    let mut st = State::for_bundle(o.id, &b, o.systemd);
     let res = b.spec.linux().as_ref().and_then(|l| l.resources().as_ref());
     let no_cgroup = cgroups::skip_rootless(o.rootless_cgroups, &st.cgroup_path, o.systemd, res)?;
     if no_cgroup.is_some() {
         // Recorded as no path at all: every verb then finds no cgroup to list, kill or remove.
         st.cgroup_path = PathBuf::new();
     }
-    st.systemd_cgroup = o.systemd;
     st.no_new_keyring = o.no_new_keyring;
     st.pid_file = o.pid_file.map(absolute);
     if !plan.ns.mount_namespace() {

@@ -149,26 +149,7 @@ fn image_dir(given: Option<&Path>) -> Result<PathBuf> {
 
 /// The state `create` would record for this bundle under this id (the cgroup is the new id's).
 fn new_state(cli: &Cli, a: &RestoreArgs, b: &Bundle) -> State {
-    let mut st = State::new(
-        &a.id,
-        b.dir.clone(),
-        b.rootfs.clone(),
-        b.spec.version().clone(),
-    );
-    st.annotations = b
-        .spec
-        .annotations()
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
-    let spec_cg = b
-        .spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.cgroups_path().clone());
-    st.cgroup_path = cgroups::path_for(spec_cg.as_deref(), &a.id, cli.systemd_cgroup);
-    st.systemd_cgroup = cli.systemd_cgroup;
+    let mut st = State::for_bundle(&a.id, b, cli.systemd_cgroup);
     st.pid_file = a
         .pid_file
         .as_deref()
