@@ -265,6 +265,28 @@ pub fn processes_mentioning(needle: Needle) -> Vec<String> {
     scan_processes(needle, true)
 }
 
+/// Processes that still mention `dir` (an engine's private directory, which every daemon and shim it
+/// started names) after the audit's grace period: each is killed and returned as a leak.
+pub fn kill_stragglers(dir: &str) -> Vec<String> {
+    crate::poll_until(crate::AUDIT_GRACE, || {
+        processes_mentioning(Needle::Anywhere(dir)).is_empty()
+    });
+    let left = processes_mentioning(Needle::Anywhere(dir));
+    for p in &left {
+        if let Some(pid) = p
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse::<i32>().ok())
+        {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+    left
+}
+
 /// Processes in a cgroup whose path mentions `needle`: the container's own, not the shim or conmon watching it.
 pub fn cgroup_members(needle: Needle) -> Vec<String> {
     scan_processes(needle, false)

@@ -160,22 +160,7 @@ impl Drop for Containerd {
         }
         // Shims are started with `-address <our socket>`; they outlive containerd by design, so any still
         // running held a container nobody deleted.
-        crate::poll_until(crate::AUDIT_GRACE, || {
-            super::processes_mentioning(Needle::Anywhere(&mine)).is_empty()
-        });
-        for p in super::processes_mentioning(Needle::Anywhere(&mine)) {
-            if let Some(pid) = p
-                .split_whitespace()
-                .nth(1)
-                .and_then(|s| s.parse::<i32>().ok())
-            {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-            leaks.push(p);
-        }
+        leaks.extend(super::kill_stragglers(&mine));
         leaks.extend(crate::audit::detach_mounts_under(&[self
             .dir()
             .to_path_buf()]));

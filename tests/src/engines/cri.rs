@@ -23,7 +23,7 @@ use std::time::Duration;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use tonic::transport::{Channel, Endpoint, Uri};
 
-use super::{private_tempdir, report, run, shared, Needle, Rt, TIMEOUT};
+use super::{private_tempdir, report, run, shared, Rt, TIMEOUT};
 
 /// The name the busybox image is tagged with in the `k8s.io` namespace: the CRI plugin resolves image names
 /// after normalising them, so `busybox:latest` is looked up as this.
@@ -194,22 +194,7 @@ impl Drop for CriDaemon {
             let _ = child.wait();
         }
         let mine = self.dir().display().to_string();
-        crate::poll_until(crate::AUDIT_GRACE, || {
-            super::processes_mentioning(Needle::Anywhere(&mine)).is_empty()
-        });
-        for p in super::processes_mentioning(Needle::Anywhere(&mine)) {
-            if let Some(pid) = p
-                .split_whitespace()
-                .nth(1)
-                .and_then(|s| s.parse::<i32>().ok())
-            {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-            leaks.push(p);
-        }
+        leaks.extend(super::kill_stragglers(&mine));
         leaks.extend(crate::audit::detach_mounts_under(&[self
             .dir()
             .to_path_buf()]));
