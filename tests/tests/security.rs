@@ -444,8 +444,11 @@ fn racing_dir_symlink_swap_never_escapes() {
         swaps > rounds as u64,
         "the racer barely ran ({swaps} swaps)"
     );
+    // Each create meets `a` as the directory or as the symlink about half the time each, so
+    // half is a coin toss (seen: exactly 100/200 under load). What must hold is that creates
+    // meeting the directory still work: the refusal is not blanket.
     assert!(
-        created > rounds / 2,
+        created >= rounds / 10,
         "only {created}/{rounds} creates succeeded"
     );
 }
