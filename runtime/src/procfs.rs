@@ -42,10 +42,24 @@ pub fn write(base: Base, sub: &Path, data: &[u8]) -> Result<()> {
         Base::ThreadSelf => (ProcfsHandle::new(), ProcfsBase::ProcThreadSelf),
         Base::Pid(pid) => (ProcfsHandle::new(), ProcfsBase::ProcPid(pid.unsigned_abs())),
     };
-    let handle = handle.map_err(|e| Error::Other(format!("open a private procfs: {e}")))?;
-    let mut f = handle
-        .open(base, sub, OpenFlags::O_WRONLY | OpenFlags::O_CLOEXEC)
-        .map_err(|e| Error::Other(format!("open `{shown}` in a private procfs: {e}")))?;
+    let handle =
+        handle.map_err(|e| Error::Other(format!("open a private procfs: {}", chain(&e))))?;
+    // openat2 fails with EAGAIN when any rename or mount on the system raced the lookup; pathrs
+    // retries that itself, and under heavy mount traffic (parallel containers in an emulated guest)
+    // that was still seen to run out, so a few more rounds here.
+    let mut tries = 0;
+    let mut f = loop {
+        match handle.open(base, sub, OpenFlags::O_WRONLY | OpenFlags::O_CLOEXEC) {
+            Ok(f) => break f,
+            Err(e) if e.can_retry() && tries < 8 => tries += 1,
+            Err(e) => {
+                return Err(Error::Other(format!(
+                    "open `{shown}` in a private procfs: {}",
+                    chain(&e)
+                )))
+            }
+        }
+    };
     // One write: procfs files take the value from a single write call.
     let n = f
         .write(data)
@@ -54,6 +68,18 @@ pub fn write(base: Base, sub: &Path, data: &[u8]) -> Result<()> {
         return Err(Error::Other(format!("write `{shown}`: short write")));
     }
     Ok(())
+}
+
+/// pathrs's message with its causes (its own Display stops at the outermost, which names no errno).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cur = c.source();
+    }
+    out
 }
 
 fn shown(base: Base, sub: &Path) -> String {
