@@ -11,7 +11,8 @@ use crate::sys::{self, Forked};
 use std::os::fd::AsFd;
 
 /// Child side.
-pub fn enter_namespaces(plan: &Plan, chan: &Channel) -> Result<()> {
+/// `by_user`: the runtime is unprivileged (decided by the parent, see `InitArgs::unprivileged`).
+pub fn enter_namespaces(plan: &Plan, chan: &Channel, by_user: bool) -> Result<()> {
     let ns = &plan.ns;
     // Joins first, user namespace first among them: the rest must be entered from inside it,
     // and we must not lose our host privileges before joining host-owned namespaces.
@@ -25,7 +26,6 @@ pub fn enter_namespaces(plan: &Plan, chan: &Channel) -> Result<()> {
         log::debug!("unshare user namespace; the parent writes its id maps");
         sys::unshare(libc::CLONE_NEWUSER).ctx("unshare", "user namespace")?;
         // Unprivileged, the parent opens our uid_map only while we are dumpable (see `idmap`).
-        let by_user = crate::rootless::euid_rootless();
         if by_user {
             nix::sys::prctl::set_dumpable(true).ctx("prctl", "PR_SET_DUMPABLE")?;
         }

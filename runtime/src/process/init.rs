@@ -31,6 +31,10 @@ pub struct InitArgs<'a> {
     pub self_join: Option<Vec<std::path::PathBuf>>,
     /// `--no-new-keyring`: keep the runtime's session keyring instead of the container's own.
     pub no_new_keyring: bool,
+    /// The runtime runs without root on the host, as the parent saw it before the clone. The
+    /// child cannot ask geteuid(): inside a new user namespace it says 65534 until the parent
+    /// writes the uid map and 0 after, so a slow child would decide on the wrong side.
+    pub unprivileged: bool,
 }
 
 /// Entry point in the child; never returns.
@@ -71,14 +75,13 @@ fn story(
     // Unprivileged, the parent (or newuidmap) can open our uid_map only while we are dumpable:
     // then we stay so until the maps are in, which `Go` tells (runc's nsexec does the same). No
     // container process exists before that.
-    let stay_dumpable =
-        !plan.ns.bridge && plan.ns.uid_map.is_some() && crate::rootless::euid_rootless();
+    let stay_dumpable = !plan.ns.bridge && plan.ns.uid_map.is_some() && a.unprivileged;
     if !stay_dumpable {
         nix::sys::prctl::set_dumpable(false).ctx("prctl", "PR_SET_DUMPABLE")?;
     }
     nix::sys::prctl::set_name(c"carte:init").ctx("prctl", "PR_SET_NAME")?;
     if plan.ns.bridge {
-        super::bridge::enter_namespaces(plan, chan)?;
+        super::bridge::enter_namespaces(plan, chan, a.unprivileged)?;
     }
     // With a user namespace, the bind sources the parent opened for us may come first.
     let (mut msg, fds) = chan.recv_fds()?;

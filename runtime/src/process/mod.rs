@@ -141,6 +141,9 @@ fn spawn(
         .transpose()?
         .flatten();
     let flags = if plan.ns.bridge { 0 } else { plan.ns.new_flags };
+    // Asked here, before the clone: in the child, geteuid() answers 0 as soon as the parent has
+    // written the uid map, a race the child must not lose (see `InitArgs::unprivileged`).
+    let unprivileged = crate::rootless::euid_rootless();
     log::debug!(
         "clone the container init (namespace flags {flags:#x}{})",
         if plan.ns.bridge { ", via a bridge" } else { "" }
@@ -177,6 +180,7 @@ fn spawn(
                     .collect(),
                 self_join: self_join.clone(),
                 no_new_keyring: o.no_new_keyring,
+                unprivileged,
             };
             init::run(args, child)
         }
