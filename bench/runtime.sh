@@ -3,25 +3,14 @@
 # in ONE hyperfine run per scenario, so the rows are comparable. Prints medians, min–max, ratio to the
 # floor, and the peak RSS of `create`.
 #
-# crun refuses this kind of hybrid cgroup host (v2 hierarchy with controllers attached); like the
-# research notes, every row runs inside one private mount namespace where
-# /sys/fs/cgroup/unified/cgroup.controllers is masked by an empty file (the host is untouched).
-# Env: RUNS (default 40), WARMUP (default 5).
+# On a hybrid cgroup host every row runs in the private mount namespace crun needs (bench/common.sh).
+# Env: RUNS (default 40), WARMUP (default 5); BENCH_README=FILE also writes this report between the
+# `<!-- bench:begin -->` and `<!-- bench:end -->` lines of FILE (`make bench` gives bench/README.md).
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
 runs=${RUNS:-40}
 warmup=${WARMUP:-5}
-if [ "${CARTE_BENCH_INNER:-}" != 1 ]; then
-    for p in hyperfine runc crun busybox; do
-        command -v "$p" >/dev/null || { apt-get install -y -qq hyperfine runc crun busybox-static </dev/null >/dev/null; break; }
-    done
-    exec unshare -m env CARTE_BENCH_INNER=1 "$0" "$@"
-fi
-mount --make-rprivate /
-if [ -n "$(cat /sys/fs/cgroup/unified/cgroup.controllers 2>/dev/null)" ]; then
-    mount --bind /dev/null /sys/fs/cgroup/unified/cgroup.controllers
-fi
-carte=$root/target/release/carte
+. "$(dirname "$0")/common.sh"
+enter_bench_namespace "$0" "$@"
 work=$(mktemp -d /tmp/carte-bench.XXXXXX)
 # On any exit, remove what the runs may have left (a created container holds a cgroup) before the files.
 cleanup() {
@@ -35,25 +24,16 @@ cleanup() {
 }
 trap cleanup EXIT
 b=$work/bundle
-mkdir -p "$b/rootfs/bin" "$b/rootfs/proc" "$b/rootfs/dev" "$b/rootfs/sys" "$b/rootfs/tmp"
-cp /bin/busybox "$b/rootfs/bin/"
-for a in sh true sleep; do ln -s busybox "$b/rootfs/bin/$a"; done
-(cd "$b" && runc spec)
-# runc spec's default, not interactive, running /bin/true.
-sed -i 's/"terminal": true/"terminal": false/; s/"sh"$/"\/bin\/true"/' "$b/config.json"
-grep -q '"/bin/true"' "$b/config.json" || { echo "bench: could not set args" >&2; exit 1; }
-
-names=(floor carte crun runc)
-declare -A bin=([carte]=$carte [crun]=$(command -v crun) [runc]=$(command -v runc))
-if command -v youki >/dev/null; then names+=(youki); bin[youki]=$(command -v youki); fi
-
-echo "# versions"
-for n in "${names[@]:1}"; do printf '%-6s %s\n' "$n" "$("${bin[$n]}" --version | head -1)"; done
-echo "# kernel $(uname -r), $(nproc) cpus; busybox-static /bin/true; runc spec defaults (pid net ipc uts mount ns)"
+make_bundle "$b"
+# Everything below is also kept for BENCH_README.
+exec > >(tee "$work/report.txt")
+print_versions
 
 run_cmds=()
 cycle_cmds=()
 ver_cmds=()
+state_cmds=()
+par_cmds=()
 for n in "${names[@]}"; do
     if [ "$n" = floor ]; then
         run_cmds+=(-n floor "unshare --fork --pid --mount --uts --ipc --net --mount-proc chroot $b/rootfs /bin/true")
@@ -69,17 +49,22 @@ for n in "${names[@]}"; do
     fi
     cycle_cmds+=(-n "$n" "sh -c '$exe --root $r create -b $b c\$\$ && $exe --root $r start c\$\$ && while [ \"\$($exe --root $r state c\$\$ | grep -o stopped)\" != stopped ]; do :; done; $exe --root $r delete c\$\$'")
     ver_cmds+=(-n "$n" "$exe --version")
+    state_cmds+=(-n "$n" "$exe --root $r state st")
+    # youki's foreground run can hang (above): not in the parallel row.
+    [ "$n" = youki ] || par_cmds+=(-n "$n" "sh -c 'seq 50 | xargs -P2 -I{} sh -c \"$exe --root $r run -b $b p\$\$-{} >/dev/null\"'")
 done
 
 report() { # median (min–max), ratio to the floor row
     python3 - "$1" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))["results"]
-floor = next((r["median"] for r in d if r["command"] == "floor"), None)
-print(f'{"row":8} {"median":>9} {"min":>9} {"max":>9} {"x floor":>8}')
+med = {r["command"]: r["median"] for r in d}
+floor, crun = med.get("floor"), med.get("crun")
+print(f'{"row":8} {"median":>9} {"min":>9} {"max":>9} {"x floor":>8} {"x crun":>7}')
 for r in d:
-    ratio = f'{r["median"]/floor:.1f}x' if floor else "-"
-    print(f'{r["command"]:8} {r["median"]*1e3:8.2f}ms {r["min"]*1e3:8.2f}ms {r["max"]*1e3:8.2f}ms {ratio:>8}')
+    xf = f'{r["median"]/floor:.2f}x' if floor else "-"
+    xc = f'{r["median"]/crun:.2f}x' if crun else "-"
+    print(f'{r["command"]:8} {r["median"]*1e3:8.2f}ms {r["min"]*1e3:8.2f}ms {r["max"]*1e3:8.2f}ms {xf:>8} {xc:>7}')
 PY
 }
 
@@ -92,6 +77,14 @@ report "$work/cycle.json"
 echo; echo "## --version (hyperfine -N)"
 hyperfine -N -w "$warmup" -r "$((runs * 2))" --export-json "$work/ver.json" "${ver_cmds[@]}" >/dev/null
 report "$work/ver.json"
+echo; echo "## state of a created container (hyperfine -N)"
+for n in "${names[@]:1}"; do "${bin[$n]}" --root "$work/root-$n" create -b "$b" st </dev/null >/dev/null 2>&1; done
+hyperfine -N -w "$warmup" -r "$((runs * 2))" --export-json "$work/state.json" "${state_cmds[@]}" >/dev/null
+for n in "${names[@]:1}"; do "${bin[$n]}" --root "$work/root-$n" delete -f st >/dev/null 2>&1; done
+report "$work/state.json"
+echo; echo "## 50 runs of /bin/true, 2 at a time (lifecycles per second = 50 / median)"
+hyperfine -w 1 -r 5 --export-json "$work/par.json" "${par_cmds[@]}" >/dev/null
+report "$work/par.json"
 echo; echo "## peak RSS of create (max of 5, KiB)"
 for n in "${names[@]:1}"; do
     exe=${bin[$n]}
@@ -107,3 +100,17 @@ for n in "${names[@]:1}"; do
     printf '%-6s %s KiB\n' "$n" "$max"
 done
 printf '%-6s %s bytes\n' "binary" "$(stat -c %s "$carte")"
+
+if [ -n "${BENCH_README:-}" ]; then
+    python3 - "$BENCH_README" "$work/report.txt" <<'PY'
+import sys, datetime
+readme, report = sys.argv[1], open(sys.argv[2]).read().rstrip()
+text = open(readme).read()
+begin, end = "<!-- bench:begin -->", "<!-- bench:end -->"
+head, rest = text.split(begin, 1)
+tail = rest.split(end, 1)[1]
+stamp = datetime.date.today().isoformat()
+body = f"{begin}\nWritten by `make bench` on {stamp} (one run of `bench/runtime.sh`):\n\n```\n{report}\n```\n{end}"
+open(readme, "w").write(head + body + tail)
+PY
+fi

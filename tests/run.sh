@@ -15,7 +15,7 @@ mkdir -p "$log"
 
 "$root/tests/setup.sh" || exit 1
 echo "== build"
-cargo build --release --workspace --bins 2>&1 | tail -n 3 || exit 1
+make --no-print-directory build 2>&1 | tail -n 3 || exit 1
 RUSTFLAGS="-C target-feature=+crt-static" cargo build --release -q -p carte-conformance --bin carte-probe \
     --target "$(rustc -vV | sed -n 's/^host: //p')" || exit 1
 "$root/tests/images.sh" target/images || exit 1

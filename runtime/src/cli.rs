@@ -39,7 +39,10 @@ pub struct Cli {
     pub verb: Option<Verb>,
 }
 
+/// `defer`: a verb's flags are built only when that verb is invoked (or its help is shown); building
+/// all twenty verbs' flags was a fifth of `carte --version`'s instructions (bench/README.md).
 #[derive(Subcommand, Debug)]
+#[command(defer = true)]
 pub enum Verb {
     /// Write a default config.json into the bundle
     Spec(SpecArgs),

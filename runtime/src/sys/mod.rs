@@ -290,6 +290,19 @@ pub fn reset_signal(sig: nix::sys::signal::Signal) -> Result<(), Errno> {
     unsafe { nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigDfl) }.map(drop)
 }
 
+/// Ignore SIGPIPE, as Rust's own start-up does (carte starts without it, see main.rs): a hook or
+/// console peer that went away must give EPIPE, not kill `create` halfway.
+pub fn ignore_sigpipe() -> Result<(), Errno> {
+    // SAFETY: SIG_IGN installs no handler, so no Rust code can run in signal context.
+    unsafe {
+        nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigIgn,
+        )
+    }
+    .map(drop)
+}
+
 /// `personality(2)`: the execution domain (PER_LINUX32 for `linux.personality` LINUX32).
 pub fn personality(persona: libc::c_ulong) -> Result<(), Errno> {
     // SAFETY: integer argument.

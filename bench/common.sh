@@ -1,0 +1,55 @@
+# Sourced by runtime.sh and profile.sh: the runtimes to compare, the private mount namespace crun needs on a
+# hybrid host, and the bundle every row runs.
+#
+# crun refuses a hybrid cgroup host whose v2 hierarchy has controllers attached. The caller re-executes
+# itself in a private mount namespace (`enter_bench_namespace "$0" "$@"`) where
+# /sys/fs/cgroup/unified/cgroup.controllers is covered by an empty file, so crun falls back to v1; every
+# runtime then runs in that same namespace, and the host's own mounts are untouched.
+
+bench_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+carte=${CARTE:-$bench_root/target/release/carte}
+
+# enter_bench_namespace SCRIPT ARGS…: install what is missing, then re-execute SCRIPT in the namespace.
+enter_bench_namespace() {
+    if [ "${CARTE_BENCH_INNER:-}" = 1 ]; then
+        mount --make-rprivate /
+        if [ -n "$(cat /sys/fs/cgroup/unified/cgroup.controllers 2>/dev/null)" ]; then
+            mount --bind /dev/null /sys/fs/cgroup/unified/cgroup.controllers
+        fi
+        return
+    fi
+    for p in hyperfine runc crun busybox strace valgrind; do
+        command -v "$p" >/dev/null || {
+            apt-get install -y -qq hyperfine runc crun busybox-static strace valgrind </dev/null >/dev/null
+            break
+        }
+    done
+    exec unshare -m env CARTE_BENCH_INNER=1 "$@"
+}
+
+# The rows: names in order, and each runtime's binary (youki only when installed).
+names=(floor carte crun runc)
+declare -A bin=([carte]=$carte [crun]=$(command -v crun) [runc]=$(command -v runc))
+if command -v youki >/dev/null; then
+    names+=(youki)
+    bin[youki]=$(command -v youki)
+fi
+
+# make_bundle DIR: `runc spec`'s default bundle (pid, net, ipc, uts, mount namespaces; not interactive)
+# around busybox-static, running /bin/true.
+make_bundle() {
+    local b=$1
+    mkdir -p "$b/rootfs/bin" "$b/rootfs/proc" "$b/rootfs/dev" "$b/rootfs/sys" "$b/rootfs/tmp"
+    cp /bin/busybox "$b/rootfs/bin/"
+    for a in sh true sleep; do ln -sf busybox "$b/rootfs/bin/$a"; done
+    (cd "$b" && runc spec)
+    sed -i 's/"terminal": true/"terminal": false/; s/"sh"$/"\/bin\/true"/' "$b/config.json"
+    grep -q '"/bin/true"' "$b/config.json" || { echo "bench: could not set args in $b/config.json" >&2; exit 1; }
+}
+
+print_versions() {
+    echo "# versions"
+    local n
+    for n in "${names[@]:1}"; do printf '%-6s %s\n' "$n" "$("${bin[$n]}" --version | head -1)"; done
+    echo "# kernel $(uname -r), $(nproc) cpus; busybox-static /bin/true; runc spec defaults (pid net ipc uts mount ns)"
+}
