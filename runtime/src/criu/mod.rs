@@ -50,6 +50,24 @@ pub fn binary() -> Result<PathBuf> {
         })
 }
 
+/// Whether `criu check` (with `args`) passes: what `features` advertises. runc's
+/// `org.opencontainers.runc.checkpoint.enabled` says whether it was built with criu support;
+/// carte's says whether checkpoint can work here (Debian 12's criu 3.17 does not even start on
+/// Linux 6.13+), and `…checkpoint.preDump` whether the kernel tracks dirty memory, without which
+/// `checkpoint --pre-dump` fails.
+pub fn check(args: &[&str]) -> bool {
+    binary().is_ok_and(|bin| {
+        std::process::Command::new(bin)
+            .arg("check")
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    })
+}
+
 /// `--manage-cgroups-mode`: runc's words, checked before anything is done.
 pub fn cgroup_mode(mode: Option<&str>) -> Result<Option<&'static str>> {
     match mode.unwrap_or("") {
