@@ -459,3 +459,39 @@ fn a_failing_hook_fails_the_restore() {
     assert_eq!(last(&c.out), at_checkpoint, "the restored counter ran");
     ctx.assert_no_leaks(&c.id);
 }
+
+/// runc's `org.criu.config` annotation names a criu configuration file whose options override the runtime's: here
+/// it renames criu's log (runc and carte ask for dump.log and restore.log), at checkpoint and at restore.
+#[test]
+fn the_criu_config_annotation_overrides_the_runtime() {
+    let Some(ctx) = Ctx::new() else { return };
+    if !criu_ready() {
+        return;
+    }
+    let id = ctx.id("cr-conf");
+    let out = ctx.tempdir();
+    let mut b = counter(&ctx, &id, &out);
+    let conf = ctx.tempdir().join("criu.conf");
+    std::fs::write(&conf, "# the test's\nlog-file custom.log\n").expect("write criu.conf");
+    b.set(
+        "/annotations",
+        serde_json::json!({"org.criu.config": conf.display().to_string()}),
+    );
+    start_counter(&ctx, &id, &b, &out);
+    let (images, work) = paths(&ctx);
+    checkpoint(&ctx, &id, &images, &work, &[]).ok();
+    assert!(
+        work.join("custom.log").exists(),
+        "no custom.log after checkpoint"
+    );
+    assert!(!work.join("dump.log").exists(), "dump.log written");
+    std::fs::remove_file(work.join("custom.log")).expect("remove custom.log");
+    restore_counts_on(&ctx, &id, &b, &out, &images, &work, &[]);
+    assert!(
+        work.join("custom.log").exists(),
+        "no custom.log after restore"
+    );
+    assert!(!work.join("restore.log").exists(), "restore.log written");
+    ctx.rt.delete_force(&id).ok();
+    ctx.assert_no_leaks(&id);
+}

@@ -25,6 +25,9 @@ use std::path::{Path, PathBuf};
 pub const DUMP_LOG: &str = "dump.log";
 pub const RESTORE_LOG: &str = "restore.log";
 
+/// runc's criu configuration file, used when the container has no `org.criu.config` annotation.
+pub const RUNC_CONFIG: &str = "/etc/criu/runc.conf";
+
 /// The RPC configuration file carte writes for criu, in the container's state directory.
 pub const CONFIG: &str = "criu.conf";
 
@@ -96,9 +99,9 @@ pub struct Command {
     conf: PathBuf,
     pub log: PathBuf,
     pub log_name: &'static str,
-    /// Sent over RPC, not in the file (see `rpc::Opts`).
-    pub inherit_fd: Vec<(String, i32)>,
-    pub join_ns: Vec<(String, String)>,
+    /// What is sent over RPC: the list options (see `rpc::Opts`), the tree to dump, whether
+    /// criu notifies; `swrk` fills in the images, the log and the configuration file.
+    pub rpc: rpc::Opts,
 }
 
 impl Command {
@@ -112,8 +115,7 @@ impl Command {
             conf: conf.to_path_buf(),
             log: work.unwrap_or(images).join(log_name),
             log_name,
-            inherit_fd: vec![],
-            join_ns: vec![],
+            rpc: rpc::Opts::default(),
         };
         if let Some(w) = work {
             c.opt("work-dir", w);
@@ -135,22 +137,24 @@ impl Command {
         self
     }
 
-    /// `ext-mount-map KEY:VALUE` for each pair.
+    /// criu's `ext-mount-map KEY:VALUE` for each pair.
     pub fn ext_mounts(&mut self, maps: &[(PathBuf, PathBuf)]) -> &mut Command {
         for (k, v) in maps {
-            let mut s = OsString::from(k);
-            s.push(":");
-            s.push(v);
-            self.opt("ext-mount-map", s);
+            let (k, v) = (k.to_string_lossy(), v.to_string_lossy());
+            self.rpc.ext_mnt.push((k.into_owned(), v.into_owned()));
         }
         self
     }
 
-    /// The criu configuration file: runc's `org.criu.config` annotation (an empty value: none).
+    /// The user's criu configuration file, chosen as runc chooses it: the `org.criu.config`
+    /// annotation (an empty value: none), else /etc/criu/runc.conf (so a host set up for runc
+    /// checkpoints alike with carte).
     pub fn config_file(&mut self, annotations: &std::collections::BTreeMap<String, String>) {
-        if let Some(f) = annotations.get("org.criu.config").filter(|f| !f.is_empty()) {
-            self.user_config = Some(f.into());
-        }
+        self.user_config = match annotations.get("org.criu.config") {
+            Some(f) if f.is_empty() => None,
+            Some(f) => Some(f.into()),
+            None => Some(RUNC_CONFIG.into()),
+        };
     }
 
     /// The options as one line, for the debug log.
@@ -195,11 +199,16 @@ impl Command {
             }
             out.push(b'\n');
         }
+        // A file that does not exist is ignored, as criu ignores it for runc.
         if let Some(f) = &self.user_config {
-            let text =
-                std::fs::read(f).ctx("read criu configuration (org.criu.config)", f.display())?;
-            out.extend_from_slice(&text);
-            out.push(b'\n');
+            match std::fs::read(f) {
+                Ok(text) => {
+                    out.extend_from_slice(&text);
+                    out.push(b'\n');
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("read criu configuration", f, e)),
+            }
         }
         Ok(out)
     }

@@ -14,7 +14,7 @@ pub enum ReqType {
 }
 
 /// What carte sets in `criu_opts` over RPC (field numbers of rpc.proto).
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Opts {
     /// `images_dir_fd` (1, required): an fd of the requesting process.
     pub images_dir_fd: i32,
@@ -30,10 +30,14 @@ pub struct Opts {
     pub orphan_pts_master: bool,
     /// `config_file` (51): read after the RPC options, overriding them.
     pub config_file: String,
-    /// `inherit_fd` (27: key, fd) and `join_ns` (39: ns, ns_file): lists criu 4.1 would take
-    /// twice from the configuration file (it reads that file twice), where a second
-    /// `inherit-fd` for the same fd fails.
+    /// The list options, which criu 4.1 would take twice from the configuration file (it reads
+    /// that file twice; a second `inherit-fd` of one fd fails): `ext_mnt` (23: key, val),
+    /// `cg_root` (25: ctrl, path), `inherit_fd` (27: key, fd), `external` (37) and `join_ns`
+    /// (39: ns, ns_file).
+    pub ext_mnt: Vec<(String, String)>,
+    pub cg_root: Vec<(Option<String>, String)>,
     pub inherit_fd: Vec<(String, i32)>,
+    pub external: Vec<String>,
     pub join_ns: Vec<(String, String)>,
 }
 
@@ -83,11 +87,28 @@ impl Opts {
         }
         int(&mut o, 9, self.log_level.into());
         bytes(&mut o, 10, self.log_file.as_bytes());
+        for (k, v) in &self.ext_mnt {
+            let mut m = vec![];
+            bytes(&mut m, 1, k.as_bytes());
+            bytes(&mut m, 2, v.as_bytes());
+            bytes(&mut o, 23, &m);
+        }
+        for (ctrl, path) in &self.cg_root {
+            let mut m = vec![];
+            if let Some(c) = ctrl {
+                bytes(&mut m, 1, c.as_bytes());
+            }
+            bytes(&mut m, 2, path.as_bytes());
+            bytes(&mut o, 25, &m);
+        }
         for (k, fd) in &self.inherit_fd {
             let mut m = vec![];
             bytes(&mut m, 1, k.as_bytes());
             int(&mut m, 2, (*fd).into());
             bytes(&mut o, 27, &m);
+        }
+        for e in &self.external {
+            bytes(&mut o, 37, e.as_bytes());
         }
         for (ns, file) in &self.join_ns {
             let mut m = vec![];
@@ -225,7 +246,10 @@ mod tests {
             notify_scripts: true,
             orphan_pts_master: true,
             config_file: "/c".into(),
+            ext_mnt: vec![("/a".into(), "/b".into())],
+            cg_root: vec![(None, "/c".into()), (Some("x".into()), "/y".into())],
             inherit_fd: vec![("k".into(), 5)],
+            external: vec!["e".into()],
             join_ns: vec![("ipc".into(), "/p".into())],
         };
         let r = request(ReqType::Dump, &o);
@@ -236,7 +260,11 @@ mod tests {
             &[0x10, 0xac, 0x02],
             &[0x48, 4],
             &[0x52, 1, b'd'],
+            &[0xba, 0x01, 8, 0x0a, 2, b'/', b'a', 0x12, 2, b'/', b'b'],
+            &[0xca, 0x01, 4, 0x12, 2, b'/', b'c'],
+            &[0xca, 0x01, 7, 0x0a, 1, b'x', 0x12, 2, b'/', b'y'],
             &[0xda, 0x01, 5, 0x0a, 1, b'k', 0x10, 5],
+            &[0xaa, 0x02, 1, b'e'],
             &[
                 0xba, 0x02, 9, 0x0a, 3, b'i', b'p', b'c', 0x12, 2, b'/', b'p',
             ],

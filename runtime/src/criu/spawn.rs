@@ -2,7 +2,7 @@
 //! process placed in the new container's cgroup before it is asked to restore, so that what it
 //! restores is born there whatever the cgroup mode (runc applies its cgroup manager to criu's pid).
 
-use super::rpc::{Opts, ReqType};
+use super::rpc::ReqType;
 use super::swrk::{Notice, Swrk};
 use super::Command;
 use crate::cgroups;
@@ -87,18 +87,12 @@ pub fn restore_in_cgroup(
             return Err(e);
         }
     };
-    for r in roots {
-        cmd.opt("cgroup-root", r);
-    }
-    let opts = Opts {
-        notify_scripts: true,
-        orphan_pts_master: true,
-        ..Opts::default()
-    };
+    cmd.rpc.cg_root = roots;
+    cmd.rpc.notify_scripts = true;
+    cmd.rpc.orphan_pts_master = true;
     let resp = criu.run(
         &cmd,
         ReqType::Restore,
-        opts,
         &format!("restore {}", st.id),
         on_notify,
     )?;
@@ -109,7 +103,7 @@ pub fn restore_in_cgroup(
 
 /// `CONTROLLERS:PATH` for each v1 hierarchy `pid` is in, and `PATH` for the cgroup2 one, from
 /// /proc/PID/cgroup (runc's `criuApplyCgroups`).
-fn cgroup_roots(pid: i32) -> Result<Vec<String>> {
+fn cgroup_roots(pid: i32) -> Result<Vec<(Option<String>, String)>> {
     let path = format!("/proc/{pid}/cgroup");
     let text = std::fs::read_to_string(&path).ctx("read", &path)?;
     Ok(text
@@ -117,11 +111,8 @@ fn cgroup_roots(pid: i32) -> Result<Vec<String>> {
         .filter_map(|l| {
             let mut f = l.splitn(3, ':');
             let (_, ctrls, p) = (f.next()?, f.next()?, f.next()?);
-            Some(if ctrls.is_empty() {
-                p.to_string()
-            } else {
-                format!("{ctrls}:{p}")
-            })
+            let ctrl = (!ctrls.is_empty()).then(|| ctrls.to_string());
+            Some((ctrl, p.to_string()))
         })
         .collect())
 }

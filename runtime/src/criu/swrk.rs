@@ -111,24 +111,23 @@ impl Swrk {
         self,
         cmd: &Command,
         typ: ReqType,
-        mut opts: Opts,
         what: &str,
         mut on_notify: impl FnMut(Notice) -> Result<()>,
     ) -> Result<Resp> {
         let images =
             std::fs::File::open(&cmd.images).ctx("open image directory", cmd.images.display())?;
-        opts.images_dir_fd = images.as_raw_fd();
         let conf = cmd.write_config()?;
+        let mut opts = cmd.rpc.clone();
+        opts.images_dir_fd = images.as_raw_fd();
         opts.log_level = 4;
         opts.log_file = cmd.log_name.to_string();
         opts.config_file = conf.to_string_lossy().into_owned();
-        opts.inherit_fd.clone_from(&cmd.inherit_fd);
-        opts.join_ns.clone_from(&cmd.join_ns);
         log::debug!("{what}: criu swrk {typ:?}, {opts:?}, {}", cmd.describe());
         let talked = self.talk(typ, &opts, &mut on_notify);
         let _ = std::fs::remove_file(&conf);
         let status = self.wait();
-        let (resp, failed_notice) = talked?;
+        // criu gone mid-conversation: its log says why.
+        let (resp, failed_notice) = talked.map_err(|e| cmd.failed(what, e))?;
         if let Some(e) = failed_notice {
             return Err(e);
         }

@@ -4,7 +4,7 @@
 
 use crate::cli::Cli;
 use crate::criu::opts::CriuArgs;
-use crate::criu::rpc::{Opts, ReqType};
+use crate::criu::rpc::ReqType;
 use crate::criu::swrk::Swrk;
 use crate::criu::{self, external};
 use crate::error::{Context, Error, Result};
@@ -85,9 +85,7 @@ pub fn run(cli: &Cli, a: &CheckpointArgs) -> Result<i32> {
     if let Some(h) = crate::cgroups::hierarchy::for_controller("freezer") {
         cmd.opt("freeze-cgroup", h.dir(&st.cgroup_path));
     }
-    for ext in external::dump_namespaces(&spec)? {
-        cmd.opt("external", ext);
-    }
+    cmd.rpc.external = external::dump_namespaces(&spec)?;
     if let Some(server) = &a.page_server {
         let (addr, port) = server
             .rsplit_once(':')
@@ -108,14 +106,11 @@ pub fn run(cli: &Cli, a: &CheckpointArgs) -> Result<i32> {
         write_descriptors(pid, &images)?;
         ReqType::Dump
     };
-    let opts = Opts {
-        pid: Some(pid),
-        // A terminal container's pty has its master outside (with the console socket's
-        // receiver): runc always allows that, and restore hands a new master back.
-        orphan_pts_master: true,
-        ..Opts::default()
-    };
-    Swrk::spawn(&[])?.run(&cmd, typ, opts, &format!("checkpoint {}", a.id), |_| Ok(()))?;
+    cmd.rpc.pid = Some(pid);
+    // A terminal container's pty has its master outside (with the console socket's receiver):
+    // runc always allows that, and restore hands a new master back.
+    cmd.rpc.orphan_pts_master = true;
+    Swrk::spawn(&[])?.run(&cmd, typ, &format!("checkpoint {}", a.id), |_| Ok(()))?;
     if !a.leave_running && !a.pre_dump {
         // criu killed the tree; what is left is the container's cgroup and state (runc's Destroy).
         if let Err(e) = super::delete::delete(dir, &st) {

@@ -172,10 +172,11 @@ fn restore(
             Some(key) => {
                 let f = std::fs::File::open(&ns.path).ctx("open namespace", ns.path.display())?;
                 let target = 100 + ns_files.len() as i32;
-                cmd.inherit_fd.push((key.into(), target));
+                cmd.rpc.inherit_fd.push((key.into(), target));
                 ns_files.push((f, target));
             }
             None => cmd
+                .rpc
                 .join_ns
                 .push((ns.criu_name.into(), ns.path.to_string_lossy().into_owned())),
         }
@@ -183,7 +184,7 @@ fn restore(
     // The init's stdio pipes at dump time are replaced by ours (runc's descriptors.json).
     for (i, d) in descriptors(images).iter().enumerate() {
         if d.contains("pipe:") {
-            cmd.inherit_fd.push((d.clone(), i as i32));
+            cmd.rpc.inherit_fd.push((d.clone(), i as i32));
         }
     }
     let res = b.spec.linux().as_ref().and_then(|l| l.resources().as_ref());
