@@ -75,3 +75,28 @@ impl CriuArgs {
         };
     }
 }
+
+#[cfg(test)]
+mod tests {
+
+    /// The flattened flags clash with no flag of either verb or the global ones (clap checks it only in
+    /// debug builds, at parse time).
+    #[test]
+    fn the_verbs_parse_the_shared_flags() {
+        use clap::{CommandFactory, Parser};
+        crate::cli::Cli::command().debug_assert();
+        for verb in ["checkpoint", "restore"] {
+            let cli = crate::cli::Cli::try_parse_from([
+                "carte",
+                verb,
+                "--image-path",
+                "/i",
+                "--tcp-established",
+                "--empty-ns",
+                "network",
+                "c1",
+            ]);
+            assert!(cli.is_ok(), "{verb}: {cli:?}");
+        }
+    }
+}
