@@ -25,6 +25,8 @@ pub struct Opts {
     pub log_file: String,
     /// `notify_scripts` (12): criu stops at each action script and waits for our answer.
     pub notify_scripts: bool,
+    /// `rst_sibling` (26, swrk only): the restored tree's root becomes criu's sibling, our child.
+    pub rst_sibling: bool,
     /// `orphan_pts_master` (50): a pty whose master is outside the tree is allowed at dump, and
     /// its new master is sent to us at restore.
     pub orphan_pts_master: bool,
@@ -100,6 +102,9 @@ impl Opts {
             }
             bytes(&mut m, 2, path.as_bytes());
             bytes(&mut o, 25, &m);
+        }
+        if self.rst_sibling {
+            int(&mut o, 26, 1);
         }
         for (k, fd) in &self.inherit_fd {
             let mut m = vec![];
@@ -244,6 +249,7 @@ mod tests {
             log_level: 4,
             log_file: "d".into(),
             notify_scripts: true,
+            rst_sibling: true,
             orphan_pts_master: true,
             config_file: "/c".into(),
             ext_mnt: vec![("/a".into(), "/b".into())],
@@ -263,6 +269,7 @@ mod tests {
             &[0xba, 0x01, 8, 0x0a, 2, b'/', b'a', 0x12, 2, b'/', b'b'],
             &[0xca, 0x01, 4, 0x12, 2, b'/', b'c'],
             &[0xca, 0x01, 7, 0x0a, 1, b'x', 0x12, 2, b'/', b'y'],
+            &[0xd0, 0x01, 1],
             &[0xda, 0x01, 5, 0x0a, 1, b'k', 0x10, 5],
             &[0xaa, 0x02, 1, b'e'],
             &[

@@ -89,6 +89,8 @@ pub fn restore_in_cgroup(
     };
     cmd.rpc.cg_root = roots;
     cmd.rpc.notify_scripts = true;
+    // The restored init made our child (CLONE_PARENT), not criu's.
+    cmd.rpc.rst_sibling = true;
     cmd.rpc.orphan_pts_master = true;
     let resp = criu.run(
         &cmd,
@@ -99,6 +101,23 @@ pub fn restore_in_cgroup(
     resp.restored_pid
         .filter(|p| *p > 0)
         .ok_or_else(|| Error::Other(format!("restore {}: criu named no restored pid", st.id)))
+}
+
+/// After a failed restore: the tasks criu had forked into the container's cgroup outlive it for
+/// a moment (orphans still dying of criu's SIGKILL); wait for them (bounded, 2 s; killed again)
+/// so the teardown finds the cgroup empty rather than retrying on EBUSY.
+pub fn settle(st: &State) {
+    for _ in 0..200 {
+        let left = cgroups::pids(&st.cgroup_path);
+        if left.is_empty() {
+            return;
+        }
+        for pid in left {
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }
 
 /// `CONTROLLERS:PATH` for each v1 hierarchy `pid` is in, and `PATH` for the cgroup2 one, from

@@ -123,9 +123,19 @@ impl Swrk {
         opts.log_file = cmd.log_name.to_string();
         opts.config_file = conf.to_string_lossy().into_owned();
         log::debug!("{what}: criu swrk {typ:?}, {opts:?}, {}", cmd.describe());
-        let talked = self.talk(typ, &opts, &mut on_notify);
+        let mut root = None;
+        let talked = self.talk(typ, &opts, &mut root, &mut on_notify);
         let _ = std::fs::remove_file(&conf);
         let status = self.wait();
+        let ok = matches!(&talked, Ok((r, None)) if r.success);
+        if !ok && opts.rst_sibling {
+            // The restored init is our child: criu killed it, we reap it, or its zombie keeps
+            // the container's cgroup busy while the failed restore is cleaned up.
+            let pid = talked.as_ref().ok().and_then(|(r, _)| r.restored_pid);
+            if let Some(pid) = root.or(pid).filter(|p| *p > 0) {
+                reap_killed(pid);
+            }
+        }
         // criu gone mid-conversation: its log says why.
         let (resp, failed_notice) = talked.map_err(|e| cmd.failed(what, e))?;
         if let Some(e) = failed_notice {
@@ -152,16 +162,24 @@ impl Swrk {
         &self,
         typ: ReqType,
         opts: &Opts,
+        root: &mut Option<i32>,
         on_notify: &mut impl FnMut(Notice) -> Result<()>,
     ) -> Result<(Resp, Option<Error>)> {
         self.send(&rpc::request(typ, opts))?;
         let mut failed = None;
         loop {
             let (resp, fd) = self.recv()?;
-            let Some((script, pid)) = resp.notify.clone().filter(|_| resp.typ == 6) else {
+            let Some((script, pid)) = resp
+                .notify
+                .clone()
+                .filter(|_| resp.typ == ReqType::Notify as u64)
+            else {
                 return Ok((resp, failed));
             };
             log::debug!("criu notifies {script} (pid {pid:?})");
+            if pid.is_some() {
+                *root = pid;
+            }
             let ok = match on_notify(Notice { script, pid, fd }) {
                 Ok(()) => true,
                 Err(e) => {
@@ -183,6 +201,21 @@ impl Swrk {
         drop(self.sock);
         super::wait(self.pid)
     }
+}
+
+/// Reap `pid`, killed by criu, if it is our child; bounded (2 s), in case criu left it alive.
+fn reap_killed(pid: i32) {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    let pid = nix::unistd::Pid::from_raw(pid);
+    for _ in 0..200 {
+        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::EINTR) => {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            Ok(_) | Err(_) => return,
+        }
+    }
+    log::warn!("restored init {pid} not reaped after criu failed");
 }
 
 /// In the forked child: the namespace fds at their numbers, the socket inherited, then criu.

@@ -86,6 +86,7 @@ pub fn run(cli: &Cli, a: &RestoreArgs) -> Result<i32> {
     // A restored container never waits for `start`: without its fifo its status is running.
     let _ = std::fs::remove_file(dir.fifo());
     if let Err(e) = restore(&dir, &mut st, &b, a, mode, &images, console) {
+        criu::spawn::settle(&st);
         if let Err(t) = crate::teardown::destroy(dir, &st) {
             log::warn!("clean up after failed restore: {t}");
         }
