@@ -3,12 +3,14 @@
 //! Why RPC: only it has notifications — `setup-namespaces` (the restored tree exists and none of
 //! it runs: runc runs the prestart and createRuntime hooks there) and `orphan-pts-master` (the new
 //! pty master of a container with a terminal, sent back over the socket for `--console-socket`);
-//! the command line has neither. How: the request carries a dozen fields (`rpc`, encoded by hand:
-//! no protobuf compiler or `prost`), and every other option travels in criu's RPC configuration
-//! file, written from this module's `Command` in criu's command-line words (criu reads that file
-//! after the RPC options, as it reads runc's `org.criu.config`). Two exceptions, sent over RPC:
-//! the images directory (criu 4.1 insists on an fd of ours) and the list options criu 4.1 would
-//! apply twice (it parses that file twice; a second `inherit-fd` of one fd fails).
+//! the command line has neither. How: the request carries what must be RPC (`rpc::Opts`: the
+//! images directory as an fd of ours, which criu 4.1 insists on; the tree to dump; the swrk-only
+//! `rst_sibling`, `notify_scripts`, `orphan_pts_master`; and the list options, which criu 4.1
+//! would apply twice from the file, where a second `inherit-fd` of one fd fails), encoded by hand
+//! (a few fields do not earn a protobuf compiler or `prost`). Every other option travels in
+//! criu's RPC configuration file, written from `Command` in criu's command-line words; criu reads
+//! it after the RPC options, and the user's file (runc's `org.criu.config` annotation, else
+//! /etc/criu/runc.conf) is appended to it, so it overrides carte's options as it does runc's.
 
 pub mod external;
 pub mod opts;
