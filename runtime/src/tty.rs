@@ -9,7 +9,7 @@ use crate::error::{Context, Error, Result};
 use crate::rootfs::safe_path;
 use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 use std::io::IoSlice;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 /// `uid` is the process's user, who must own the pty. `dev_console`: bind the pty on
@@ -35,6 +35,19 @@ pub fn setup_console(
         crate::sys::set_winsize(master.as_raw_fd(), rows, cols)
             .ctx("set console size", "/dev/ptmx")?;
     }
+    send_master(sock, master.as_fd())?;
+    drop(master);
+    if dev_console {
+        bind_console(&slave)?;
+    }
+    for fd in 0..3 {
+        nix::unistd::dup2(slave.as_raw_fd(), fd).ctx("dup2 pty to", fd)?;
+    }
+    crate::sys::set_controlling_tty(0).map_err(|e| Error::sys("ioctl TIOCSCTTY", "pty", e))
+}
+
+/// Send a pty master to the console socket's listener (SCM_RIGHTS, named as runc names it).
+pub fn send_master(sock: &OwnedFd, master: BorrowedFd) -> Result<()> {
     log::debug!("send the pty master to the console socket");
     let fds = [master.as_raw_fd()];
     let cmsg = [ControlMessage::ScmRights(&fds)];
@@ -46,15 +59,8 @@ pub fn setup_console(
         MsgFlags::empty(),
         None,
     )
-    .ctx("send pty master to", "console socket")?;
-    drop(master);
-    if dev_console {
-        bind_console(&slave)?;
-    }
-    for fd in 0..3 {
-        nix::unistd::dup2(slave.as_raw_fd(), fd).ctx("dup2 pty to", fd)?;
-    }
-    crate::sys::set_controlling_tty(0).map_err(|e| Error::sys("ioctl TIOCSCTTY", "pty", e))
+    .ctx("send pty master to", "console socket")
+    .map(drop)
 }
 
 /// The pty belongs to the process's user, as with runc (fixStdioPermissions): the uid changes,

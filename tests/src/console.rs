@@ -85,29 +85,51 @@ fn receive(listener: UnixListener, timeout: Duration) -> Result<OwnedFd> {
 
 /// Reads everything the container writes to the pty until the slave side closes (EIO) or `timeout` passes.
 pub fn read_until_closed(master: &OwnedFd, timeout: Duration) -> Result<String> {
+    let (out, closed) = read_master(master, timeout, |_| false)?;
+    if !closed {
+        bail!("pty still open after {timeout:?}; read so far: {out:?}");
+    }
+    Ok(out)
+}
+
+/// Reads what the container writes to the pty until `needle` appears (Ok, all read so far); an error when
+/// `timeout` passes or the slave side closes first, with what was read.
+pub fn read_until(master: &OwnedFd, needle: &str, timeout: Duration) -> Result<String> {
+    let (out, _) = read_master(master, timeout, |s| s.contains(needle))?;
+    if !out.contains(needle) {
+        bail!("no {needle:?} on the pty within {timeout:?} (or it closed); read: {out:?}");
+    }
+    Ok(out)
+}
+
+/// Reads the pty until `done` says so of what was read, the slave side closes (true) or `timeout` passes.
+fn read_master(
+    master: &OwnedFd,
+    timeout: Duration,
+    done: impl Fn(&str) -> bool,
+) -> Result<(String, bool)> {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     let deadline = Instant::now() + timeout;
     let mut out = Vec::new();
     loop {
+        let text = String::from_utf8_lossy(&out).to_string();
         let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            bail!(
-                "pty still open after {timeout:?}; read so far: {:?}",
-                String::from_utf8_lossy(&out)
-            );
+        if done(&text) || left.is_zero() {
+            return Ok((text, false));
         }
         let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
         let mut fds = [PollFd::new(master.as_fd(), PollFlags::POLLIN)];
         poll(&mut fds, PollTimeout::from(ms)).context("poll pty master")?;
         let mut buf = [0u8; 4096];
         match nix::unistd::read(master.as_raw_fd(), &mut buf) {
-            Ok(0) | Err(nix::errno::Errno::EIO) => break,
+            Ok(0) | Err(nix::errno::Errno::EIO) => {
+                return Ok((String::from_utf8_lossy(&out).to_string(), true))
+            }
             Ok(n) => out.extend_from_slice(&buf[..n]),
             Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR) => {}
             Err(e) => return Err(e).context("read pty master"),
         }
     }
-    Ok(String::from_utf8_lossy(&out).to_string())
 }
 
 /// A new pseudo-terminal `(master, slave)` of `rows` x `cols`, both close-on-exec so that no concurrently

@@ -117,3 +117,55 @@ pub fn restore(ctx: &Ctx, id: &str, b: &Bundle, images: &Path, work: &Path, extr
     args.push(id);
     ctx.rt.cmd(&args)
 }
+
+/// Runs the counter `id` detached and waits until it has counted to 3.
+pub fn start_counter(ctx: &Ctx, id: &str, b: &Bundle, out: &Path) {
+    ctx.rt.run(id, b, &["--detach"]).ok();
+    wait_count(out, 3);
+}
+
+/// Restores the checkpointed counter `id` (detached, from `b`), and checks that it runs and counts on, one by one,
+/// from where the checkpoint stopped it (nothing writes to `out` in between). The restored init's pid.
+#[track_caller]
+pub fn restore_counts_on(
+    ctx: &Ctx,
+    id: &str,
+    b: &Bundle,
+    out: &Path,
+    images: &Path,
+    work: &Path,
+    extra: &[&str],
+) -> i64 {
+    let at_checkpoint = last(out);
+    restore(ctx, id, b, images, work, extra).ok();
+    assert_eq!(ctx.rt.status(id), "running");
+    wait_count(out, at_checkpoint + 3);
+    assert_consecutive(&counts(out));
+    init_pid(ctx, id)
+}
+
+/// A counter that ran to 3 and was checkpointed (so runc's and carte's checkpoint removed it).
+pub struct Checkpointed {
+    pub id: String,
+    pub out: PathBuf,
+    pub b: Bundle,
+    pub images: PathBuf,
+    pub work: PathBuf,
+}
+
+/// Runs a counter named after `name`, checkpoints it, and says where everything is.
+pub fn checkpointed_counter(ctx: &Ctx, name: &str) -> Checkpointed {
+    let id = ctx.id(name);
+    let out = ctx.tempdir();
+    let b = counter(ctx, &id, &out);
+    start_counter(ctx, &id, &b, &out);
+    let (images, work) = paths(ctx);
+    checkpoint(ctx, &id, &images, &work, &[]).ok();
+    Checkpointed {
+        id,
+        out,
+        b,
+        images,
+        work,
+    }
+}

@@ -18,34 +18,29 @@ fn a_restored_counter_counts_on() {
     if !criu_ready() {
         return;
     }
-    let id = ctx.id("cr-count");
-    let out = ctx.tempdir();
-    let b = counter(&ctx, &id, &out);
-    ctx.rt.run(&id, &b, &["--detach"]).ok();
-    wait_count(&out, 3);
-    let (images, work) = paths(&ctx);
-    checkpoint(&ctx, &id, &images, &work, &[]).ok();
+    let Checkpointed {
+        id,
+        out,
+        b,
+        images,
+        work,
+    } = checkpointed_counter(&ctx, "cr-count");
     // runc removes a checkpointed container: its id is free for the restore.
     assert!(
         !ctx.rt.cmd(&["state", &id]).success(),
         "{id} still exists after checkpoint"
     );
-    let at_checkpoint = last(&out);
     assert!(
         images.join("descriptors.json").exists(),
         "no descriptors.json in the images"
     );
-    restore(&ctx, &id, &b, &images, &work, &[]).ok();
-    assert_eq!(ctx.rt.status(&id), "running");
-    let pid = init_pid(&ctx, &id);
+    let pid = restore_counts_on(&ctx, &id, &b, &out, &images, &work, &[]);
     assert!(
         cgroup_line(pid, "memory").ends_with(&cgroup_of(&id)),
         "restored init is not in {}: {}",
         cgroup_of(&id),
         cgroup_line(pid, "memory")
     );
-    wait_count(&out, at_checkpoint + 3);
-    assert_consecutive(&counts(&out));
     // kill and delete treat it as any container.
     ctx.rt.kill(&id, "KILL").ok();
     ctx.rt.wait_status(&id, "stopped");
@@ -62,9 +57,8 @@ fn leave_running_then_restore_under_a_new_id() {
     let id = ctx.id("cr-orig");
     let out = ctx.tempdir();
     let mut b = counter(&ctx, &id, &out);
-    ctx.rt.run(&id, &b, &["--detach"]).ok();
+    start_counter(&ctx, &id, &b, &out);
     let pid = init_pid(&ctx, &id);
-    wait_count(&out, 3);
     let before = last(&out);
     let (images, work) = paths(&ctx);
     checkpoint(&ctx, &id, &images, &work, &["--leave-running"]).ok();
@@ -133,7 +127,7 @@ fn only_a_running_container_is_checkpointed() {
 }
 
 /// `features` says checkpoint works where it does: runc's annotation (set when it is built with criu support),
-/// carte's when `criu check` passes.
+/// carte's when `criu check` passes, and carte's pre-dump one when criu finds dirty memory tracking.
 #[test]
 fn features_advertise_checkpoint() {
     let Some(ctx) = Ctx::new() else { return };
@@ -150,6 +144,19 @@ fn features_advertise_checkpoint() {
         "false"
     };
     assert_eq!(f["annotations"][key], want, "{f}");
+    // Carte also says whether `--pre-dump` can work: criu must find the kernel's dirty memory tracking (runc says
+    // nothing of it).
+    if is_carte() {
+        let tracks = Command::new("criu")
+            .args(["check", "--feature", "mem_dirty_track"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        let want = (ready && tracks).to_string();
+        assert_eq!(
+            f["annotations"]["org.opencontainers.carte.checkpoint.preDump"], want,
+            "{f}"
+        );
+    }
 }
 
 /// runc's "checkpoint then restore into a different cgroup (via --manage-cgroups-mode ignore)": the restore's
@@ -165,8 +172,7 @@ fn restore_into_another_cgroup_with_ignore_mode() {
     let out = ctx.tempdir();
     let mut b = counter(&ctx, &id, &out);
     b.resource("pids", serde_json::json!({"limit": 20}));
-    ctx.rt.run(&id, &b, &["--detach"]).ok();
-    wait_count(&out, 3);
+    start_counter(&ctx, &id, &b, &out);
     let old = Path::new("/sys/fs/cgroup/pids").join(cgroup_of(&id).trim_start_matches('/'));
     assert!(old.is_dir(), "{} missing", old.display());
     let (images, work) = paths(&ctx);
@@ -192,7 +198,6 @@ fn restore_into_another_cgroup_with_ignore_mode() {
     };
     checkpoint(&ctx, &id, &images, &work, mode).ok();
     assert!(!old.exists(), "{} left after checkpoint", old.display());
-    let at_checkpoint = last(&out);
 
     let new_cg = format!("{}-moved", cgroup_of(&id));
     b.cgroups_path(&new_cg);
@@ -200,9 +205,7 @@ fn restore_into_another_cgroup_with_ignore_mode() {
     let pf = pid_file.display().to_string();
     let mut extra = mode.to_vec();
     extra.extend(["--pid-file", pf.as_str()]);
-    restore(&ctx, &id, &b, &images, &work, &extra).ok();
-    assert_eq!(ctx.rt.status(&id), "running");
-    let pid = init_pid(&ctx, &id);
+    let pid = restore_counts_on(&ctx, &id, &b, &out, &images, &work, &extra);
     let written = std::fs::read_to_string(&pid_file).unwrap_or_default();
     assert_eq!(written.trim(), pid.to_string(), "pid file");
     assert!(!old.exists(), "restore recreated {}", old.display());
@@ -218,8 +221,6 @@ fn restore_into_another_cgroup_with_ignore_mode() {
         "{}",
         cgroup_line(pid, "pids")
     );
-    wait_count(&out, at_checkpoint + 3);
-    assert_consecutive(&counts(&out));
     ctx.rt.delete_force(&id).ok();
     ctx.assert_no_leaks(&id);
     assert!(!new.exists(), "{} left after delete", new.display());
@@ -233,13 +234,13 @@ fn a_foreground_restore_waits_for_the_container() {
     if !criu_ready() {
         return;
     }
-    let id = ctx.id("cr-fg");
-    let out = ctx.tempdir();
-    let b = counter(&ctx, &id, &out);
-    ctx.rt.run(&id, &b, &["--detach"]).ok();
-    wait_count(&out, 3);
-    let (images, work) = paths(&ctx);
-    checkpoint(&ctx, &id, &images, &work, &[]).ok();
+    let Checkpointed {
+        id,
+        out,
+        b,
+        images,
+        work,
+    } = checkpointed_counter(&ctx, "cr-fg");
     let at_checkpoint = last(&out);
     b.write().expect("write config.json");
     let (i, w) = (images.display().to_string(), work.display().to_string());
@@ -283,8 +284,7 @@ fn pre_dump_and_parent_path() {
     let id = ctx.id("cr-pre");
     let out = ctx.tempdir();
     let b = counter(&ctx, &id, &out);
-    ctx.rt.run(&id, &b, &["--detach"]).ok();
-    wait_count(&out, 3);
+    start_counter(&ctx, &id, &b, &out);
     let dir = ctx.tempdir();
     let (parent, images, work) = (dir.join("parent"), dir.join("images"), dir.join("work"));
     let abs = parent.display().to_string();
@@ -315,10 +315,7 @@ fn pre_dump_and_parent_path() {
         images.join("parent").exists(),
         "criu did not link the parent images"
     );
-    let at_checkpoint = last(&out);
-    restore(&ctx, &id, &b, &images, &work, &[]).ok();
-    wait_count(&out, at_checkpoint + 3);
-    assert_consecutive(&counts(&out));
+    restore_counts_on(&ctx, &id, &b, &out, &images, &work, &[]);
     ctx.rt.delete_force(&id).ok();
     ctx.assert_no_leaks(&id);
 }
@@ -379,11 +376,122 @@ fn a_paused_container_is_checkpointed_and_restored_running() {
     assert_eq!(ctx.rt.status(&id), "paused");
     let (images, work) = paths(&ctx);
     checkpoint(&ctx, &id, &images, &work, &[]).ok();
-    let at_checkpoint = last(&out);
-    restore(&ctx, &id, &b, &images, &work, &[]).ok();
-    assert_eq!(ctx.rt.status(&id), "running");
-    wait_count(&out, at_checkpoint + 2);
-    assert_consecutive(&counts(&out));
+    restore_counts_on(&ctx, &id, &b, &out, &images, &work, &[]);
+    ctx.rt.delete_force(&id).ok();
+    ctx.assert_no_leaks(&id);
+}
+
+/// runc restores through criu's RPC and runs the prestart and createRuntime hooks when criu says
+/// `setup-namespaces`: the restored tree exists, in its namespaces, and none of it runs yet. Each hook gets the
+/// container's state with the restored init's host pid; the counter has not moved when they run. (The spec says
+/// nothing of restore; runc's criuNotifications is the reference. The in-container hooks, createContainer and
+/// startContainer, cannot run: no process of the container is about to exec.)
+#[test]
+fn restore_runs_prestart_and_create_runtime_hooks() {
+    let Some(ctx) = Ctx::new() else { return };
+    if !criu_ready() {
+        return;
+    }
+    let mut c = checkpointed_counter(&ctx, "cr-hooks");
+    let at_checkpoint = last(&c.out);
+    // Only the restore's bundle has the hooks: they record their state and the count when they run.
+    let log = ctx.tempdir();
+    for kind in ["prestart", "createRuntime"] {
+        let script = format!(
+            "cat > {dir}/{kind}.json; tail -n 1 {out}/count > {dir}/{kind}.count",
+            dir = log.display(),
+            out = c.out.display()
+        );
+        c.b.hook(
+            kind,
+            serde_json::json!({"path": "/bin/sh", "args": ["sh", "-c", script]}),
+        );
+    }
+    let pid = restore_counts_on(&ctx, &c.id, &c.b, &c.out, &c.images, &c.work, &[]);
+    for kind in ["prestart", "createRuntime"] {
+        let text = std::fs::read_to_string(log.join(format!("{kind}.json")))
+            .unwrap_or_else(|e| panic!("the {kind} hook did not run at restore: {e}"));
+        let s: serde_json::Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{kind}: {e}: {text}"));
+        assert_eq!(s["id"], c.id.as_str(), "{kind}: {s}");
+        assert_eq!(s["pid"], pid, "{kind}: {s}");
+        assert_eq!(s["bundle"], c.b.path_str(), "{kind}: {s}");
+        let count = std::fs::read_to_string(log.join(format!("{kind}.count"))).unwrap_or_default();
+        assert_eq!(
+            count.trim(),
+            at_checkpoint.to_string(),
+            "{kind}: the restored counter ran before the hook"
+        );
+        // runc 1.1.5 derives the status from an init it does not know yet and says "stopped"; carte says what
+        // create says to these hooks: the container is being made.
+        let want = if is_carte() { "creating" } else { "stopped" };
+        assert_eq!(s["status"], want, "{kind}: {s}");
+    }
+    ctx.rt.delete_force(&c.id).ok();
+    ctx.assert_no_leaks(&c.id);
+}
+
+/// A createRuntime hook that fails at restore fails the restore, as at create: criu is told the notification
+/// failed and kills what it restored; the error names the hook, and nothing of the container is left.
+#[test]
+fn a_failing_hook_fails_the_restore() {
+    let Some(ctx) = Ctx::new() else { return };
+    if !criu_ready() {
+        return;
+    }
+    let mut c = checkpointed_counter(&ctx, "cr-hookfail");
+    let at_checkpoint = last(&c.out);
+    c.b.hook(
+        "createRuntime",
+        serde_json::json!({"path": "/bin/sh", "args": ["sh", "-c", "exit 3"]}),
+    );
+    let failed = restore(&ctx, &c.id, &c.b, &c.images, &c.work, &[]).fails();
+    if is_carte() {
+        assert!(failed.stderr.contains("createRuntime"), "{failed}");
+    }
+    assert!(
+        !ctx.rt.cmd(&["state", &c.id]).success(),
+        "{} exists after a failed restore",
+        c.id
+    );
+    // The restored tree was killed before it ran: the count did not move.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(last(&c.out), at_checkpoint, "the restored counter ran");
+    ctx.assert_no_leaks(&c.id);
+}
+
+/// runc's `org.criu.config` annotation names a criu configuration file whose options override the runtime's: here
+/// it renames criu's log (runc and carte ask for dump.log and restore.log), at checkpoint and at restore.
+#[test]
+fn the_criu_config_annotation_overrides_the_runtime() {
+    let Some(ctx) = Ctx::new() else { return };
+    if !criu_ready() {
+        return;
+    }
+    let id = ctx.id("cr-conf");
+    let out = ctx.tempdir();
+    let mut b = counter(&ctx, &id, &out);
+    let conf = ctx.tempdir().join("criu.conf");
+    std::fs::write(&conf, "# the test's\nlog-file custom.log\n").expect("write criu.conf");
+    b.set(
+        "/annotations",
+        serde_json::json!({"org.criu.config": conf.display().to_string()}),
+    );
+    start_counter(&ctx, &id, &b, &out);
+    let (images, work) = paths(&ctx);
+    checkpoint(&ctx, &id, &images, &work, &[]).ok();
+    assert!(
+        work.join("custom.log").exists(),
+        "no custom.log after checkpoint"
+    );
+    assert!(!work.join("dump.log").exists(), "dump.log written");
+    std::fs::remove_file(work.join("custom.log")).expect("remove custom.log");
+    restore_counts_on(&ctx, &id, &b, &out, &images, &work, &[]);
+    assert!(
+        work.join("custom.log").exists(),
+        "no custom.log after restore"
+    );
+    assert!(!work.join("restore.log").exists(), "restore.log written");
     ctx.rt.delete_force(&id).ok();
     ctx.assert_no_leaks(&id);
 }

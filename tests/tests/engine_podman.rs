@@ -23,6 +23,7 @@ per_runtime!(
     memory,
     run_it,
     checkpoint_restore,
+    checkpoint_restore_tty,
 );
 
 /// The names `podman load` printed (`Loaded image: NAME` or `Loaded image(s): A,B`).
@@ -259,6 +260,16 @@ fn run_it(rt: Rt) {
 /// counter in the container's memory goes on from where it was. Skipped where criu cannot run on this kernel
 /// (tests/criu.sh provides one that can).
 fn checkpoint_restore(rt: Rt) {
+    counts_on_after_restore(rt, &[]);
+}
+
+/// The same with a terminal (`podman run -t`): conmon gives `restore` a `--console-socket` and gets the new pty's
+/// master, and what the container writes after the restore reaches `podman logs` through it.
+fn checkpoint_restore_tty(rt: Rt) {
+    counts_on_after_restore(rt, &["-t"]);
+}
+
+fn counts_on_after_restore(rt: Rt, opts: &[&str]) {
     let Some(t) = Pm::new(rt) else { return };
     if !std::process::Command::new("criu")
         .arg("check")
@@ -269,8 +280,8 @@ fn checkpoint_restore(rt: Rt) {
         return;
     }
     let name = t.name("cr");
-    let script = "i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.1; done";
-    t.run_detached(&name, &[], &["sh", "-c", script]);
+    let script = "i=0; while true; do i=$((i+1)); echo $i > /tmp/count; echo n$i; sleep 0.1; done";
+    t.run_detached(&name, opts, &["sh", "-c", script]);
     let count = || -> u64 {
         let out = t.podman(&["exec", &name, "cat", "/tmp/count"]);
         out.stdout.trim().parse().unwrap_or(0)
@@ -286,4 +297,13 @@ fn checkpoint_restore(rt: Rt) {
     assert!(first >= 3, "{name} restarted its count: {first}");
     let ok = carte_tests::poll_until(std::time::Duration::from_secs(20), || count() > first);
     assert!(ok, "{name} does not count after restore");
+    // What it writes after the restore reaches conmon (through the new pty with -t).
+    let later = format!("n{}", first + 2);
+    let ok = carte_tests::poll_until(std::time::Duration::from_secs(20), || {
+        t.podman(&["logs", &name])
+            .stdout
+            .lines()
+            .any(|l| l.trim() == later)
+    });
+    assert!(ok, "{later} never reached podman logs after the restore");
 }

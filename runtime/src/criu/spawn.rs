@@ -1,15 +1,14 @@
-//! Running criu for a restore: the rootfs bound where criu wants its `--root`, and the criu
-//! process forked into the new container's cgroup before it execs, so that what it restores is
-//! born there whatever the cgroup mode (runc applies its cgroup manager to criu's pid).
+//! Running criu for a restore: the rootfs bound where criu wants its `root`, and the criu
+//! process placed in the new container's cgroup before it is asked to restore, so that what it
+//! restores is born there whatever the cgroup mode (runc applies its cgroup manager to criu's pid).
 
+use super::rpc::ReqType;
+use super::swrk::{Notice, Swrk};
+use super::Command;
 use crate::cgroups;
 use crate::error::{Context, Error, Result};
 use crate::state::State;
-use crate::sys::{self, Forked};
 use oci_spec::runtime::LinuxResources;
-use std::ffi::OsString;
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 /// Where a restore binds the rootfs for criu's `--root`: criu wants a mount point whose parent is
@@ -63,89 +62,67 @@ impl Drop for RootBind {
     }
 }
 
-/// Fork the process that becomes criu, place it in the container's cgroup with the limits
-/// applied (so what criu forks is born there even with `--manage-cgroups-mode ignore`, as runc
-/// applies its cgroup manager to criu's pid), then let it exec criu with its cgroups as criu's
-/// `--cgroup-root`s: the restored tree lands in the new container's cgroup, whatever the old id.
+/// Start `criu swrk`, place it in the container's cgroup with the limits applied (so what criu
+/// forks is born there even with `--manage-cgroups-mode ignore`, as runc applies its cgroup
+/// manager to criu's pid), give it its cgroups as `cgroup-root`s (the restored tree lands in the
+/// new container's cgroup, whatever the old id), and have it restore. The restored init's pid.
 pub fn restore_in_cgroup(
-    mut cmd: super::Command,
+    mut cmd: Command,
     st: &State,
     res: Option<&LinuxResources>,
     ns_files: &[(std::fs::File, i32)],
-) -> Result<()> {
-    let bin = super::binary()?;
+    on_notify: impl FnMut(Notice) -> Result<()>,
+) -> Result<i32> {
     let mgr = cgroups::manager(&st.cgroup_path, st.systemd_cgroup, &st.id)?;
-    let (rx, tx) = nix::unistd::pipe().ctx("pipe", "criu arguments")?;
-    let child = match sys::clone_fork(0).ctx("fork", "criu")? {
-        Forked::Child => {
-            drop(tx);
-            exec_criu(&bin, rx, ns_files)
-        }
-        Forked::Parent(pid) => pid,
-    };
-    drop(rx);
+    let criu = Swrk::spawn(ns_files)?;
+    let child = criu.pid();
     let placed = cgroups::join_and_apply(&mgr, &st.cgroup_path, child, res)
         .and_then(|()| cgroups::apply_device_filter(&mgr, &st.cgroup_path, res))
         .and_then(|()| cgroup_roots(child));
-    let status = match placed {
-        Ok(roots) => {
-            for r in roots {
-                cmd.arg("--cgroup-root").arg(r);
-            }
-            log::debug!("restore {}: {} {:?}", st.id, bin.display(), cmd.args);
-            let mut buf = vec![];
-            for a in &cmd.args {
-                buf.extend_from_slice(a.as_bytes());
-                buf.push(0);
-            }
-            let sent = write_all(&tx, &buf);
-            drop(tx);
-            let status = wait(child)?;
-            sent?;
-            status
-        }
+    let roots = match placed {
+        Ok(r) => r,
         Err(e) => {
-            // An empty argument list tells the child to exit without running criu.
-            drop(tx);
-            let _ = wait(child);
+            // criu waits for a request: without one (our end closed) it exits.
+            let _ = criu.abandon();
             return Err(e);
         }
     };
-    match status {
-        0 => Ok(()),
-        s => Err(cmd.failed(
-            &format!("restore {}", st.id),
-            format!("exited with status {s}"),
-        )),
-    }
+    cmd.rpc.cg_root = roots;
+    cmd.rpc.notify_scripts = true;
+    // The restored init made our child (CLONE_PARENT), not criu's.
+    cmd.rpc.rst_sibling = true;
+    cmd.rpc.orphan_pts_master = true;
+    let resp = criu.run(
+        &cmd,
+        ReqType::Restore,
+        &format!("restore {}", st.id),
+        on_notify,
+    )?;
+    resp.restored_pid
+        .filter(|p| *p > 0)
+        .ok_or_else(|| Error::Other(format!("restore {}: criu named no restored pid", st.id)))
 }
 
-fn write_all(fd: &OwnedFd, mut buf: &[u8]) -> Result<()> {
-    while !buf.is_empty() {
-        match nix::unistd::write(fd, buf) {
-            Ok(n) => buf = &buf[n..],
-            Err(nix::errno::Errno::EINTR) => {}
-            Err(e) => return Err(Error::sys("write", "criu arguments", e)),
+/// After a failed restore: the tasks criu had forked into the container's cgroup outlive it for
+/// a moment (orphans still dying of criu's SIGKILL); wait for them (bounded, 2 s; killed again)
+/// so the teardown finds the cgroup empty rather than retrying on EBUSY.
+pub fn settle(st: &State) {
+    for _ in 0..200 {
+        let left = cgroups::pids(&st.cgroup_path);
+        if left.is_empty() {
+            return;
         }
-    }
-    Ok(())
-}
-
-fn wait(pid: i32) -> Result<i32> {
-    use nix::sys::wait::{waitpid, WaitStatus};
-    loop {
-        match waitpid(nix::unistd::Pid::from_raw(pid), None) {
-            Ok(WaitStatus::Exited(_, c)) => return Ok(c),
-            Ok(WaitStatus::Signaled(_, s, _)) => return Ok(128 + s as i32),
-            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(Error::sys("waitpid", format!("criu {pid}"), e)),
+        for pid in left {
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
         }
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
 
 /// `CONTROLLERS:PATH` for each v1 hierarchy `pid` is in, and `PATH` for the cgroup2 one, from
 /// /proc/PID/cgroup (runc's `criuApplyCgroups`).
-fn cgroup_roots(pid: i32) -> Result<Vec<String>> {
+fn cgroup_roots(pid: i32) -> Result<Vec<(Option<String>, String)>> {
     let path = format!("/proc/{pid}/cgroup");
     let text = std::fs::read_to_string(&path).ctx("read", &path)?;
     Ok(text
@@ -153,40 +130,8 @@ fn cgroup_roots(pid: i32) -> Result<Vec<String>> {
         .filter_map(|l| {
             let mut f = l.splitn(3, ':');
             let (_, ctrls, p) = (f.next()?, f.next()?, f.next()?);
-            Some(if ctrls.is_empty() {
-                p.to_string()
-            } else {
-                format!("{ctrls}:{p}")
-            })
+            let ctrl = (!ctrls.is_empty()).then(|| ctrls.to_string());
+            Some((ctrl, p.to_string()))
         })
         .collect())
-}
-
-/// In the forked child: read the argument list, put the namespace files at their numbers, and
-/// become criu. Never returns.
-fn exec_criu(bin: &Path, rx: OwnedFd, ns_files: &[(std::fs::File, i32)]) -> ! {
-    use std::io::Read;
-    use std::os::unix::process::CommandExt;
-    // The runtime blocks the signals it forwards; criu must not inherit that mask through exec.
-    let _ = nix::sys::signal::SigSet::empty().thread_set_mask();
-    let mut buf = vec![];
-    let mut f = std::fs::File::from(rx);
-    if f.read_to_end(&mut buf).is_err() || buf.is_empty() {
-        sys::exit_now(1);
-    }
-    for (file, target) in ns_files {
-        // dup2 clears close-on-exec on the copy: criu inherits it at `target`.
-        if nix::unistd::dup2(file.as_raw_fd(), *target).is_err() {
-            eprintln!("carte: restore: dup2 namespace fd to {target}");
-            sys::exit_now(1);
-        }
-    }
-    let args: Vec<OsString> = buf
-        .split(|c| *c == 0)
-        .filter(|a| !a.is_empty())
-        .map(|a| OsString::from_vec(a.to_vec()))
-        .collect();
-    let e = std::process::Command::new(bin).args(args).exec();
-    eprintln!("carte: restore: exec {}: {e}", bin.display());
-    sys::exit_now(127)
 }

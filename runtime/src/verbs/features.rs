@@ -63,6 +63,8 @@ const MOUNT_OPTIONS: &[&str] = &[
 pub fn features() -> serde_json::Value {
     let mut caps: Vec<String> = caps::all().iter().map(|c| c.to_string()).collect();
     caps.sort();
+    let checkpoint = crate::criu::check(&[]);
+    let pre_dump = checkpoint && crate::criu::check(&["--feature", "mem_dirty_track"]);
     let arch = if cfg!(target_arch = "aarch64") {
         "SCMP_ARCH_AARCH64"
     } else {
@@ -96,23 +98,9 @@ pub fn features() -> serde_json::Value {
         },
         "annotations": {
             "org.opencontainers.carte.version": env!("CARGO_PKG_VERSION"),
-            "org.opencontainers.carte.checkpoint.enabled": checkpoint_enabled().to_string()
+            "org.opencontainers.carte.checkpoint.enabled": checkpoint.to_string(),
+            "org.opencontainers.carte.checkpoint.preDump": pre_dump.to_string()
         }
-    })
-}
-
-/// runc's `org.opencontainers.runc.checkpoint.enabled` says whether it was built with criu support;
-/// carte's says whether checkpoint can work here: a `criu` in PATH whose `criu check` passes (Debian
-/// 12's criu 3.17 does not even start on Linux 6.13+).
-fn checkpoint_enabled() -> bool {
-    crate::criu::binary().is_ok_and(|bin| {
-        std::process::Command::new(bin)
-            .arg("check")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
     })
 }
 

@@ -8,40 +8,23 @@
 use crate::bundle::{self, Bundle};
 use crate::cgroups;
 use crate::cli::Cli;
+use crate::criu::opts::CriuArgs;
+use crate::criu::swrk::Notice;
 use crate::criu::{self, external};
 use crate::error::{Context, Error, Result};
-use crate::state::{self, ContainerDir, State};
+use crate::state::{self, ContainerDir, State, Status};
 use clap::Args;
-use std::ffi::OsString;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 #[derive(Args, Debug)]
 pub struct RestoreArgs {
     pub id: String,
-    /// Unix socket for the pty master (a terminal container cannot be restored by carte)
+    /// Unix socket that receives the new pty master of a container with a terminal
     #[arg(long = "console-socket")]
     pub console_socket: Option<PathBuf>,
-    /// Directory of criu's image files (default: ./checkpoint)
-    #[arg(long = "image-path")]
-    pub image_path: Option<PathBuf>,
-    /// Directory for criu's work files and log (default: the image directory)
-    #[arg(long = "work-path")]
-    pub work_path: Option<PathBuf>,
-    /// Allow open TCP connections
-    #[arg(long = "tcp-established")]
-    pub tcp_established: bool,
-    /// Allow external unix sockets
-    #[arg(long = "ext-unix-sk")]
-    pub ext_unix_sk: bool,
-    /// Allow shell jobs
-    #[arg(long = "shell-job")]
-    pub shell_job: bool,
-    /// Handle file locks
-    #[arg(long = "file-locks")]
-    pub file_locks: bool,
-    /// soft, full, strict or ignore (criu's default: soft)
-    #[arg(long = "manage-cgroups-mode")]
-    pub manage_cgroups_mode: Option<String>,
+    #[command(flatten)]
+    pub criu: CriuArgs,
     /// Bundle directory (holds config.json)
     #[arg(short, long, default_value = ".")]
     pub bundle: PathBuf,
@@ -57,15 +40,6 @@ pub struct RestoreArgs {
     /// Accepted for runc compatibility (criu sets up the root itself)
     #[arg(long = "no-pivot")]
     pub no_pivot: bool,
-    /// Create the namespace without restoring its properties (only "network")
-    #[arg(long = "empty-ns")]
-    pub empty_ns: Vec<String>,
-    /// Deduplicate memory images
-    #[arg(long = "auto-dedup")]
-    pub auto_dedup: bool,
-    /// Restore memory lazily (not supported by carte)
-    #[arg(long = "lazy-pages")]
-    pub lazy_pages: bool,
     /// LSM profile for the restored processes, TYPE:NAME
     #[arg(long = "lsm-profile")]
     pub lsm_profile: Option<String>,
@@ -74,32 +48,30 @@ pub struct RestoreArgs {
     pub lsm_mount_context: Option<String>,
 }
 
-/// Where criu writes the restored init's pid, in the state directory.
-const CRIU_PIDFILE: &str = "criu.pid";
-
 pub fn run(cli: &Cli, a: &RestoreArgs) -> Result<i32> {
-    if a.lazy_pages {
-        return Err(Error::Usage(
-            "restore --lazy-pages: not supported by carte".into(),
-        ));
-    }
-    let mode = criu::cgroup_mode(a.manage_cgroups_mode.as_deref())?;
-    super::checkpoint::check_empty_ns(&a.empty_ns)?;
+    let mode = a.criu.check("restore")?;
     state::validate_id(&a.id)?;
     let b = bundle::load(&a.bundle)?;
     crate::validate::check(&b.spec)?;
-    if b.spec
+    let terminal = b
+        .spec
         .process()
         .as_ref()
-        .is_some_and(|p| p.terminal().unwrap_or(false))
-    {
-        return Err(Error::Other(format!(
-            "restore {}: a container with a terminal cannot be restored by carte (criu's command line cannot hand back the pty master)",
-            a.id
-        )));
-    }
-    let images = image_dir(a.image_path.as_deref())?;
-    if let Some(w) = &a.work_path {
+        .is_some_and(|p| p.terminal().unwrap_or(false));
+    // criu makes the new pty and hands its master to carte (orphan-pts-master), which passes
+    // it on: someone must listen (runc proxies it itself in the foreground; carte does not).
+    let console = match (&a.console_socket, terminal) {
+        (Some(p), true) => Some(crate::tty::connect(p)?),
+        (None, true) => {
+            return Err(Error::Usage(format!(
+                "restore {}: process.terminal is true: carte restores a container with a terminal only with --console-socket",
+                a.id
+            )))
+        }
+        (_, false) => None,
+    };
+    let images = image_dir(a.criu.image_path.as_deref())?;
+    if let Some(w) = &a.criu.work_path {
         criu::make_dir(w)?;
     }
     cgroups::check_systemd(cli.systemd_cgroup)?;
@@ -113,7 +85,8 @@ pub fn run(cli: &Cli, a: &RestoreArgs) -> Result<i32> {
     let dir = ContainerDir::claim(&cli.root, &st, &b.raw)?;
     // A restored container never waits for `start`: without its fifo its status is running.
     let _ = std::fs::remove_file(dir.fifo());
-    if let Err(e) = restore(&dir, &mut st, &b, a, mode, &images) {
+    if let Err(e) = restore(&dir, &mut st, &b, a, mode, &images, console) {
+        criu::spawn::settle(&st);
         if let Err(t) = crate::teardown::destroy(dir, &st) {
             log::warn!("clean up after failed restore: {t}");
         }
@@ -165,36 +138,25 @@ fn restore(
     a: &RestoreArgs,
     mode: Option<&str>,
     images: &Path,
+    console: Option<OwnedFd>,
 ) -> Result<()> {
     let state_dir = std::fs::canonicalize(&dir.path).ctx("resolve", dir.path.display())?;
     external::make_mountpoints(&b.spec, &b.dir, &b.rootfs)?;
     let root = criu::spawn::RootBind::new(&state_dir.join(criu::spawn::CRIU_ROOT), &b.rootfs)?;
-    let pidfile = state_dir.join(CRIU_PIDFILE);
-    let mut cmd = criu::Command::new("restore", images, a.work_path.as_deref(), criu::RESTORE_LOG);
-    cmd.arg("--root")
-        .arg(root.path())
-        // Detached, and the restored init made our child (CLONE_PARENT), not criu's.
-        .arg("--restore-detached")
-        .arg("--restore-sibling")
-        .arg("--pidfile")
-        .arg(&pidfile)
-        .arg("--evasive-devices")
-        .flag(a.tcp_established, "--tcp-established")
-        .flag(a.ext_unix_sk, "--ext-unix-sk")
-        .flag(a.shell_job, "--shell-job")
-        .flag(a.file_locks, "--file-locks")
-        .flag(a.auto_dedup, "--auto-dedup")
-        .arg("--empty-ns")
-        .arg("net");
-    cmd.arg(match mode {
-        Some(m) => format!("--manage-cgroups={m}"),
-        None => "--manage-cgroups".into(),
-    });
+    let work = a.criu.work_path.as_deref().map(std::path::absolute);
+    let work = work.transpose().ctx("resolve", "--work-path")?;
+    let conf = state_dir.join(criu::CONFIG);
+    let mut cmd = criu::Command::new(images, work.as_deref(), criu::RESTORE_LOG, &conf);
+    // The restored init made our child (CLONE_PARENT), not criu's.
+    cmd.opt("root", root.path())
+        .flag(true, "restore-sibling")
+        .flag(true, "evasive-devices");
+    a.criu.add_to(&mut cmd, mode);
     if let Some(p) = &a.lsm_profile {
-        cmd.arg("--lsm-profile").arg(p);
+        cmd.opt("lsm-profile", p);
     }
     if let Some(c) = &a.lsm_mount_context {
-        cmd.arg("--lsm-mount-context").arg(c);
+        cmd.opt("lsm-mount-context", c);
     }
     cmd.config_file(&st.annotations);
     cmd.ext_mounts(&external::restore_mounts(
@@ -211,30 +173,51 @@ fn restore(
             Some(key) => {
                 let f = std::fs::File::open(&ns.path).ctx("open namespace", ns.path.display())?;
                 let target = 100 + ns_files.len() as i32;
-                cmd.arg("--inherit-fd").arg(format!("fd[{target}]:{key}"));
+                cmd.rpc.inherit_fd.push((key.into(), target));
                 ns_files.push((f, target));
             }
-            None => {
-                let mut s = OsString::from(format!("{}:", ns.criu_name));
-                s.push(&ns.path);
-                cmd.arg("--join-ns").arg(s);
-            }
+            None => cmd
+                .rpc
+                .join_ns
+                .push((ns.criu_name.into(), ns.path.to_string_lossy().into_owned())),
         }
     }
     // The init's stdio pipes at dump time are replaced by ours (runc's descriptors.json).
     for (i, d) in descriptors(images).iter().enumerate() {
         if d.contains("pipe:") {
-            cmd.arg("--inherit-fd").arg(format!("fd[{i}]:{d}"));
+            cmd.rpc.inherit_fd.push((d.clone(), i as i32));
         }
     }
     let res = b.spec.linux().as_ref().and_then(|l| l.resources().as_ref());
-    criu::spawn::restore_in_cgroup(cmd, st, res, &ns_files)?;
-    let text = std::fs::read_to_string(&pidfile).ctx("read", pidfile.display())?;
-    let _ = std::fs::remove_file(&pidfile);
-    let pid: i32 = text
-        .trim()
-        .parse()
-        .map_err(|_| Error::Other(format!("{}: not a pid: {text:?}", pidfile.display())))?;
+    let hooks = b.spec.hooks().as_ref();
+    let on_notify = |n: Notice| -> Result<()> {
+        match n.script.as_str() {
+            // runc's moment for them: the restored tree exists in its namespaces, and none of
+            // it runs yet (runc's criuNotifications).
+            "setup-namespaces" => {
+                let mut s = st.clone();
+                s.pid = n.pid;
+                let json = s.oci_json(Status::Creating);
+                crate::hooks::run_all("prestart", hooks.and_then(|h| h.prestart().as_ref()), &json)?;
+                crate::hooks::run_all(
+                    "createRuntime",
+                    hooks.and_then(|h| h.create_runtime().as_ref()),
+                    &json,
+                )
+            }
+            "orphan-pts-master" => match (&console, n.fd) {
+                (Some(sock), Some(master)) => crate::tty::send_master(sock, master.as_fd()),
+                (_, None) => Err(Error::Other("criu sent orphan-pts-master without a fd".into())),
+                // A terminal in the images the bundle does not declare: nobody to give it to.
+                (None, Some(_)) => Err(Error::Other(format!(
+                    "restore {}: the checkpoint has a terminal: set process.terminal and --console-socket",
+                    st.id
+                ))),
+            },
+            _ => Ok(()),
+        }
+    };
+    let pid = criu::spawn::restore_in_cgroup(cmd, st, res, &ns_files, on_notify)?;
     st.pid = Some(pid);
     st.pid_start_time = state::live_start_time(pid);
     dir.save(st)?;
