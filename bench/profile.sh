@@ -7,13 +7,16 @@
 #   3. user-space instructions of the runtime's own process per verb (`valgrind --tool=callgrind`; the
 #      container init it forks has its own count, left out, see 1. for its syscalls). carte runs here from a read-only bind mount of itself, so it does not re-execute
 #      (runtime/src/selfexe.rs) and callgrind sees the whole verb; the re-execution's own cost is the
-#      `--version` row. runc is left out: Go's runtime under valgrind is not comparable.
+#      `--version` row. carte only: crun re-executes itself (execveat of a sealed copy) at every verb,
+#      even --version, and valgrind does not follow execveat; runc's Go runtime under valgrind is not
+#      comparable. The syscall table (2.) covers all three.
 # Env: CARTE (binary; default target/release/carte).
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 enter_bench_namespace "$0" "$@"
 work=$(mktemp -d /tmp/carte-profile.XXXXXX)
 cleanup() {
+    umount "$work/carte-ro" 2>/dev/null || true
     for n in "${names[@]:1}"; do
         for c in "$work/root-$n"/*/; do
             [ -d "$c" ] && "${bin[$n]}" --root "$work/root-$n" delete -f "$(basename "$c")" >/dev/null 2>&1
@@ -63,7 +66,7 @@ count() { # FILE COMMAND…: strace's total for the command (and what it forks),
     shift
     strace -f -qq -c -o "$out" "$@" >/dev/null 2>&1 </dev/null || true
 }
-total() { awk '$NF == "total" { print $(NF-2) }' "$1"; }
+total() { awk '$NF == "total" { print $4 }' "$1"; } # % seconds usecs/call CALLS [errors] total
 for n in "${names[@]:1}"; do
     exe=${bin[$n]}
     r=$work/root-$n
@@ -84,9 +87,8 @@ done
 echo
 echo "## 3. user-space instructions of the runtime's own process per verb (callgrind; the init it forks is not counted)"
 printf '%-7s %11s %11s %11s %11s %11s\n' runtime --version create start state delete
-for n in carte crun; do
-    exe=${bin[$n]}
-    [ "$n" = carte ] && exe=$ro
+for n in carte; do
+    exe=$ro
     r=$work/root-$n
     instr() { # the instructions of the runtime's own process (valgrind keeps the pid it was started as)
         rm -f "$work"/cg.*
