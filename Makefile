@@ -53,9 +53,11 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-# Side by side with runc and crun (and youki when installed); see bench/README.md.
+# Side by side with runc and crun (and youki when installed), on this host and in the cgroup v2 guest;
+# the tables land in bench/README.md.
 bench: build
 	BENCH_README=bench/README.md bench/runtime.sh
+	BENCH_README=bench/README.md bench/vm.sh
 	bench/bundle.sh
 
 clean:

@@ -53,3 +53,20 @@ print_versions() {
     for n in "${names[@]:1}"; do printf '%-6s %s\n' "$n" "$("${bin[$n]}" --version | head -1)"; done
     echo "# kernel $(uname -r), $(nproc) cpus; busybox-static /bin/true; runc spec defaults (pid net ipc uts mount ns)"
 }
+
+# write_readme_section README KEY REPORT SCRIPT: put the text of file REPORT between the lines
+# `<!-- KEY:begin -->` and `<!-- KEY:end -->` of README, stamped with the date and SCRIPT's name.
+write_readme_section() {
+    python3 - "$@" <<'PY'
+import sys, datetime
+readme, key, report, script = sys.argv[1:5]
+text = open(readme).read()
+begin, end = f"<!-- {key}:begin -->", f"<!-- {key}:end -->"
+head, rest = text.split(begin, 1)
+tail = rest.split(end, 1)[1]
+body = open(report).read().rstrip()
+stamp = datetime.date.today().isoformat()
+out = f"{begin}\nWritten by `make bench` on {stamp} (one run of `{script}`):\n\n```\n{body}\n```\n{end}"
+open(readme, "w").write(head + out + tail)
+PY
+}

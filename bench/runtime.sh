@@ -25,8 +25,10 @@ cleanup() {
 trap cleanup EXIT
 b=$work/bundle
 make_bundle "$b"
-# Everything below is also kept for BENCH_README.
-exec > >(tee "$work/report.txt")
+# Everything below is also kept for BENCH_README (tee is waited for before the README is written).
+exec 3>&1
+exec > >(tee "$work/report.txt" >&3)
+teepid=$!
 print_versions
 
 run_cmds=()
@@ -101,16 +103,8 @@ for n in "${names[@]:1}"; do
 done
 printf '%-6s %s bytes\n' "binary" "$(stat -c %s "$carte")"
 
+exec >&3 3>&-
+wait "$teepid"
 if [ -n "${BENCH_README:-}" ]; then
-    python3 - "$BENCH_README" "$work/report.txt" <<'PY'
-import sys, datetime
-readme, report = sys.argv[1], open(sys.argv[2]).read().rstrip()
-text = open(readme).read()
-begin, end = "<!-- bench:begin -->", "<!-- bench:end -->"
-head, rest = text.split(begin, 1)
-tail = rest.split(end, 1)[1]
-stamp = datetime.date.today().isoformat()
-body = f"{begin}\nWritten by `make bench` on {stamp} (one run of `bench/runtime.sh`):\n\n```\n{report}\n```\n{end}"
-open(readme, "w").write(head + body + tail)
-PY
+    write_readme_section "$BENCH_README" bench "$work/report.txt" bench/runtime.sh
 fi

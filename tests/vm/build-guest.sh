@@ -52,8 +52,18 @@ for t in "$@"; do
 done
 cp "$out/tests.txt" "$stage/tests/list"
 
+# CARTE_VM_EXTRA: more host executables, at their own paths (bench/vm.sh brings crun and hyperfine).
+# shellcheck disable=SC2206  # a space-separated list on purpose
+extra=(${CARTE_VM_EXTRA:-})
+for tool in "${extra[@]}"; do
+    mkdir -p "$stage$(dirname "$tool")"
+    rm -f "$stage$tool"
+    cp -p "$tool" "$stage$tool"
+done
+
 # Shared libraries of every dynamic executable, at the paths the loader looks for them.
-for exe in "$stage"/usr/sbin/carte "$stage"/usr/sbin/runc "$stage"/tests/* "${rootless_tools[@]/#/$stage}"; do
+for exe in "$stage"/usr/sbin/carte "$stage"/usr/sbin/runc "$stage"/tests/* "${rootless_tools[@]/#/$stage}" \
+    "${extra[@]/#/$stage}"; do
     [ -f "$exe" ] && [ -x "$exe" ] || continue
     ldd "$exe" 2>/dev/null | awk '/=> \// { print $3 } /^\t\// { print $1 }'
 done | sort -u | while read -r lib; do
