@@ -5,6 +5,9 @@
 pub mod hierarchy;
 pub mod limits;
 mod remove;
+mod unit_path;
+
+pub use unit_path::fs_path;
 
 use crate::error::{Error, Result};
 use libcgroups::common::{
@@ -390,7 +393,7 @@ pub fn freeze(mgr: &AnyCgroupManager, path: &Path, frozen: bool) -> Result<()> {
         .map_err(|e| cg_err(if frozen { "freeze" } else { "thaw" }, path, e))
 }
 
-/// Every pid in the container's cgroup and its sub-cgroups (empty when the cgroup is gone), from
+/// Every pid in the cgroup at cgroupfs path `path` (see `fs_path`) and its sub-cgroups (empty when the cgroup is gone), from
 /// the first hierarchy that has it, as runc's GetAllPids walks one.
 pub fn pids(path: &Path) -> Vec<i32> {
     // Never list (and so never kill) the processes of the root or of a cgroup outside the path.
@@ -450,7 +453,7 @@ pub fn destroy(path: &Path, systemd: bool, id: &str) -> Result<()> {
 fn destroy_systemd(path: &Path, id: &str) -> Result<()> {
     let mgr = manager(path, true, id)?;
     // A frozen task cannot die: thaw first so SIGKILL is delivered.
-    if is_frozen(path) {
+    if is_frozen(&fs_path(path, true)) {
         let _ = mgr.freeze(FreezerState::Thawed);
     }
     let delays = [5u64, 10, 20, 50, 100, 200, 400];

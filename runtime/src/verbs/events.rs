@@ -65,7 +65,9 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
 
 /// OOM kills so far: v1 `memory.oom_control`'s oom_kill, v2 `memory.events`' oom_kill.
 fn oom_kills(st: &State) -> u64 {
-    for d in crate::cgroups::cgroup_dirs(&st.cgroup_path) {
+    for d in
+        crate::cgroups::cgroup_dirs(&crate::cgroups::fs_path(&st.cgroup_path, st.systemd_cgroup))
+    {
         for f in ["memory.oom_control", "memory.events"] {
             if let Ok(s) = std::fs::read_to_string(d.join(f)) {
                 if let Some(n) = s.lines().find_map(|l| l.strip_prefix("oom_kill ")) {
