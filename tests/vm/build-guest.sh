@@ -102,6 +102,8 @@ mknod -m 600 "$stage/dev/console" c 5 1
 printf "%s\n" "${CARTE_VM_RUNTIMES:-carte runc}" >"$stage/tests/runtimes"
 printf "%s\n" "${CARTE_VM_TEST_ARGS:---skip bundle_tool_defaults_match_spec}" >"$stage/tests/args"
 [ -z "${CARTE_VM_AFTER:-}" ] || install -m 0755 "$CARTE_VM_AFTER" "$stage/tests/after.sh"
+# Extra environment for the test executables (for debugging, e.g. CARTE_VM_ENV="CARTE_TEST_TRACE=1").
+printf "%s\n" "${CARTE_VM_ENV:-}" >"$stage/tests/env"
 
 # newc cpio, uncompressed: the kernel unpacks it fastest, and its ~30 MB cost nothing on disk.
 (cd "$stage" && find . -mindepth 1 | cpio -o -H newc --quiet) >"$out/initrd.img"

@@ -21,7 +21,8 @@ run_tests() {
             say "== vm begin $rt $t"
             start=$(date +%s)
             # shellcheck disable=SC2086  # args are test-harness flags, split on purpose
-            CARTE_BIN=/usr/sbin/$rt timeout -s KILL 900 /tests/$t $args >$res 2>&1
+            # shellcheck disable=SC2046  # VAR=value words of /tests/env (CARTE_VM_ENV)
+            env $(cat /tests/env 2>/dev/null) CARTE_BIN=/usr/sbin/$rt timeout -s KILL 900 /tests/$t $args >$res 2>&1
             rc=$?
             say "== vm end $rt $t rc=$rc seconds=$(($(date +%s) - start))"
         done
