@@ -5,6 +5,7 @@
 pub mod hierarchy;
 pub mod limits;
 mod remove;
+mod stats;
 mod unit_path;
 
 pub use unit_path::fs_path;
@@ -381,6 +382,24 @@ pub fn apply_device_filter(
     };
     let spec = res.and_then(|r| r.devices().as_deref()).unwrap_or(&[]);
     crate::devfilter::apply(&dir, spec)
+}
+
+/// The cgroup's statistics (`events`): libcgroups', or on a unified host where it fails on a controller the
+/// cgroup does not have (a systemd scope has no hugetlb), those of the controllers it has, as runc reports.
+pub fn stats(
+    mgr: &AnyCgroupManager,
+    path: &Path,
+    systemd: bool,
+) -> Result<libcgroups::stats::Stats> {
+    let err = match mgr.stats() {
+        Ok(s) => return Ok(s),
+        Err(e) => cg_err("read stats of", path, e),
+    };
+    let dir = Path::new(CGROUP_ROOT).join(fs_path(path, systemd).strip_prefix("/").unwrap_or(path));
+    if !hierarchy::unified() || !dir.join("cgroup.controllers").exists() {
+        return Err(err);
+    }
+    Ok(stats::v2_enabled_only(&dir))
 }
 
 pub fn freeze(mgr: &AnyCgroupManager, path: &Path, frozen: bool) -> Result<()> {
