@@ -140,6 +140,8 @@ fn the_scope_carries_the_limits_and_delete_stops_it() {
     assert_eq!(prop(&unit, "MemoryMax"), "67108864");
     assert_eq!(prop(&unit, "TasksMax"), "42");
     assert_eq!(prop(&unit, "CPUQuotaPerSecUSec"), "500ms");
+    // Delegated, as runc asks (docs/systemd.md): systemd leaves the scope's subtree to the runtime.
+    assert_eq!(prop(&unit, "Delegate"), "yes");
     // The cgroup: the init is in it, and the files say the same.
     let pid = init_pid(&ctx, &id);
     assert_eq!(cgroup_of(pid), format!("/system.slice/{unit}"));
@@ -286,6 +288,72 @@ fn a_custom_slice_holds_the_scope() {
     assert_eq!(read(&dir, "memory.max"), "33554432");
     ctx.rt.delete_force(&id).ok();
     assert_scope_gone(&unit, &dir);
+}
+
+#[test]
+fn kill_all_and_events_stats_use_the_scope() {
+    let Some(_) = systemd_host() else { return };
+    let Some(ctx) = Ctx::new() else { return };
+    let id = ctx.id("sd-killall");
+    let mut b = ctx.bundle();
+    b.cgroups_path(&format!("system.slice:carte:{id}"));
+    b.resource("memory", json!({"limit": 64 * 1024 * 1024}));
+    run_detached(&ctx, &id, &mut b).ok();
+    // A second process in the scope, beside the init.
+    ctx.rt.cmd(&["exec", "--detach", &id, "sleep", "1000"]).ok();
+    let listed = || {
+        let ps = ctx.rt.cmd(&["ps", "--format", "json", &id]).ok().json();
+        ps.as_array().map_or(0, |a| a.len())
+    };
+    assert!(
+        poll_until(TIMEOUT, || listed() == 2),
+        "ps of {id}: {}",
+        listed()
+    );
+    // The statistics are the scope's cgroup's: its memory limit, its two processes.
+    let ev = ctx.rt.cmd(&["events", "--stats", &id]).ok().json();
+    assert_eq!(ev["type"], "stats", "{ev}");
+    assert_eq!(ev["data"]["pids"]["current"], 2, "{ev}");
+    assert_eq!(
+        ev["data"]["memory"]["usage"]["limit"],
+        64 * 1024 * 1024,
+        "{ev}"
+    );
+    // kill --all signals every process of the scope: the init dies, and so does the exec'd sleep.
+    ctx.rt.cmd(&["kill", "--all", &id, "KILL"]).ok();
+    ctx.rt.wait_status(&id, "stopped");
+    let unit = format!("carte-{id}.scope");
+    let dir = cgroups::v2_only()
+        .unwrap_or_default()
+        .join("system.slice")
+        .join(&unit);
+    let empty = poll_until(TIMEOUT, || {
+        std::fs::read_to_string(dir.join("cgroup.procs")).map_or(true, |p| p.trim().is_empty())
+    });
+    assert!(empty, "processes left in {}", dir.display());
+    ctx.rt.delete(&id).ok();
+    assert_scope_gone(&unit, &dir);
+}
+
+/// A container whose process cannot be executed: `run` fails, and the scope it made is stopped with it.
+#[test]
+fn a_failed_run_leaves_no_scope() {
+    let Some(mount) = systemd_host() else { return };
+    let Some(ctx) = Ctx::new() else { return };
+    let id = ctx.id("sd-fail");
+    let mut b = ctx.bundle();
+    b.cgroups_path(&format!("system.slice:carte:{id}"));
+    b.args(&["/no/such/binary"]);
+    if let Err(e) = b.write() {
+        panic!("write config.json: {e:#}");
+    }
+    let out = ctx
+        .rt
+        .cmd_opts(&["run", "--detach", "--bundle", b.path_str(), &id], sd());
+    assert!(!out.success(), "{out}");
+    let unit = format!("carte-{id}.scope");
+    assert_scope_gone(&unit, &mount.join("system.slice").join(&unit));
+    ctx.assert_no_leaks(&id);
 }
 
 /// containerd with the systemd driver (`SystemdCgroup = true` in the runc shim's options; `ctr run
