@@ -71,3 +71,43 @@ pub fn v2_enabled_only(dir: &Path) -> Stats {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_enabled_controllers_are_read() {
+        let dir = std::env::temp_dir().join(format!("carte-stats-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let d = dir.as_path();
+        let write = |f: &str, t: &str| std::fs::write(d.join(f), t).unwrap();
+        // A systemd scope: memory and pids, no hugetlb files at all.
+        write("cgroup.controllers", "memory pids\n");
+        write(
+            "cpu.stat",
+            "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\n",
+        );
+        write("memory.current", "4096\n");
+        write("memory.max", "67108864\n");
+        write("memory.events", "low 0\nhigh 0\nmax 3\noom 2\noom_kill 1\n");
+        write("memory.swap.current", "0\n");
+        write("memory.swap.max", "max\n");
+        write("memory.stat", "anon 1024\nfile 2048\n");
+        write("pids.current", "2\n");
+        write("pids.max", "42\n");
+        let s = v2_enabled_only(d);
+        assert_eq!(s.cpu.usage.usage_total, 1500);
+        assert_eq!(s.memory.memory.usage, 4096);
+        assert_eq!(s.memory.memory.limit, 67108864);
+        assert_eq!(s.memory.memory.fail_count, 2);
+        assert_eq!(s.memory.memswap.limit, u64::MAX);
+        assert_eq!(s.memory.stats.get("file"), Some(&2048));
+        assert_eq!((s.pids.current, s.pids.limit), (2, 42));
+        assert!(s.hugetlb.is_empty());
+        // Without the memory controller its files are not read, even where they exist.
+        write("cgroup.controllers", "pids\n");
+        assert_eq!(v2_enabled_only(d).memory.memory.limit, 0);
+        std::fs::remove_dir_all(d).unwrap();
+    }
+}
