@@ -49,7 +49,10 @@ rm -f "$out/console.log" "$out/results.txt"
 started=$(date +%s)
 # -smp 2 with one host thread per vCPU (TCG's multi-threaded mode); -m 2G holds the tmpfs root and the
 # bundles. ttyS0 is the console, ttyS1 the results channel. panic=-1 with -no-reboot ends qemu if init dies.
-timeout --kill-after=10 "${CARTE_VM_TIMEOUT:-1500}" qemu-system-x86_64 \
+# The systemd stage runs one test file in about 90 s: 600 s bound a guest whose boot hangs on a unit.
+limit=${CARTE_VM_TIMEOUT:-1500}
+[ -n "$systemd" ] && limit=${CARTE_VM_TIMEOUT:-600}
+timeout --kill-after=10 "$limit" qemu-system-x86_64 \
     -accel tcg,thread=multi -cpu max -m 2G -smp 2 -nodefaults -display none -no-reboot \
     -kernel "$kernel" -initrd "$out/initrd.img" "${share[@]}" \
     -append "console=ttyS0 cgroup_no_v1=all panic=-1 quiet$append" \
