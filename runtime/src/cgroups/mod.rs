@@ -395,7 +395,8 @@ pub fn stats(
         Ok(s) => return Ok(s),
         Err(e) => cg_err("read stats of", path, e),
     };
-    let dir = Path::new(CGROUP_ROOT).join(fs_path(path, systemd).strip_prefix("/").unwrap_or(path));
+    let rel = fs_path(path, systemd);
+    let dir = Path::new(CGROUP_ROOT).join(rel.strip_prefix("/").unwrap_or(&rel));
     if !hierarchy::unified() || !dir.join("cgroup.controllers").exists() {
         return Err(err);
     }
@@ -412,8 +413,8 @@ pub fn freeze(mgr: &AnyCgroupManager, path: &Path, frozen: bool) -> Result<()> {
         .map_err(|e| cg_err(if frozen { "freeze" } else { "thaw" }, path, e))
 }
 
-/// Every pid in the cgroup at cgroupfs path `path` (see `fs_path`) and its sub-cgroups (empty when the cgroup is gone), from
-/// the first hierarchy that has it, as runc's GetAllPids walks one.
+/// Every pid in the cgroup at cgroupfs path `path` (see `fs_path`) and its sub-cgroups (empty when
+/// the cgroup is gone), from the first hierarchy that has it, as runc's GetAllPids walks one.
 pub fn pids(path: &Path) -> Vec<i32> {
     // Never list (and so never kill) the processes of the root or of a cgroup outside the path.
     if check_path(path, false).is_err() {
