@@ -34,6 +34,10 @@ tests/runc-parity.sh "$log/runc.log" 2>&1 | tee "$log/runc-summary.log"
 # Ends with `vm: N passed, N failed, N skipped, N known runc failures` (counted below).
 echo "== cgroup v2 guest (qemu TCG): carte and runc"
 tests/vm/run.sh 2>&1 | tee "$log/vm.log"
+# The same kernel with systemd as PID 1 (this host's root shared read-only, tests/vm/guest-systemd.sh): the
+# systemd cgroup driver and containerd with it (tests/tests/systemd_cgroup.rs), against carte and runc.
+echo "== systemd guest (qemu TCG): carte and runc"
+tests/vm/run.sh --systemd 2>&1 | tee "$log/vm-systemd.log"
 # ---- end of the cgroup v2 guest -----------------------------------------------------------------------------------
 
 echo "== conformance (carte)"
@@ -60,6 +64,7 @@ awk '
   /^ci step [a-z]+: passed$/ { p++ }
   /^ci step [a-z]+: failed$/ { f++ }
   END { printf "all: %d passed, %d failed, %d skipped, %d allowed to fail\n", p, f - a, s, a + k }
-' "$log/cargo-test.log" "$log/runc-summary.log" "$log/vm.log" "$log/conformance.log" "$log/sysctls.log" "$steps"
+' "$log/cargo-test.log" "$log/runc-summary.log" "$log/vm.log" "$log/vm-systemd.log" "$log/conformance.log" "$log/sysctls.log" "$steps"
 [ "$cargo_rc" -eq 0 ] && [ "$conf_rc" -eq 0 ] && grep -q '^runc: [0-9]* passed, 0 failed' "$log/runc-summary.log" &&
-    grep -q '^host sysctls unchanged' "$log/sysctls.log" && grep -q '^vm: [0-9]* passed, 0 failed' "$log/vm.log"
+    grep -q '^host sysctls unchanged' "$log/sysctls.log" && grep -q '^vm: [0-9]* passed, 0 failed' "$log/vm.log" &&
+    grep -q '^vm: [0-9]* passed, 0 failed' "$log/vm-systemd.log"

@@ -13,11 +13,13 @@
 #                   runtimes and rootless podman map subordinate ids through them)
 #   qemu-system-x86, linux-image-amd64, cpio, jq   the cgroup v2 guest of tests/vm/ (a kernel booted under qemu
 #                   with the build's binaries in an initramfs)
+#   systemd, dbus   PID 1 of the systemd guest (tests/vm/run.sh --systemd boots this host's own root and its
+#                   systemd under qemu; a container image of Debian may lack both)
 #   criu            checkpoint/restore (tests/tests/checkpoint.rs); criu.sh then builds a newer one where this
 #                   kernel is too new for Debian's (see tests/criu.sh)
 set -eu
 
-packages="busybox-static runc iproute2 util-linux umoci skopeo golang-github-containers-common containerd podman conmon containernetworking-plugins iptables protobuf-compiler docker.io uidmap qemu-system-x86 linux-image-amd64 cpio jq criu"
+packages="busybox-static runc iproute2 util-linux umoci skopeo golang-github-containers-common containerd podman conmon containernetworking-plugins iptables protobuf-compiler docker.io uidmap qemu-system-x86 linux-image-amd64 cpio jq systemd dbus criu"
 
 missing=""
 for pkg in $packages; do

@@ -451,7 +451,7 @@ pub fn status(dir: &Path, st: &State) -> Status {
     if dir.join(EXEC_FIFO).exists() {
         return Status::Created;
     }
-    if crate::cgroups::is_frozen(&st.cgroup_path) {
+    if crate::cgroups::is_frozen(&crate::cgroups::fs_path(&st.cgroup_path, st.systemd_cgroup)) {
         return Status::Paused;
     }
     Status::Running

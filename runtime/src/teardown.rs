@@ -23,7 +23,7 @@ pub fn kill_all(st: &State, wait: Duration) {
             }
         }
     }
-    for pid in cgroups::pids(&st.cgroup_path) {
+    for pid in cgroups::pids(&cgroups::fs_path(&st.cgroup_path, st.systemd_cgroup)) {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
     }
 }

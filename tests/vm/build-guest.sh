@@ -4,6 +4,9 @@
 # shared libraries and the guest's init (tests/vm/guest-init.sh). No kernel module is needed: the guest has no
 # disk and no network, and its serial ports, devtmpfs, tmpfs and cgroup2 are built into Debian's kernel.
 #   tests/vm/build-guest.sh OUT TEST...    → OUT/initrd.img (uncompressed cpio), OUT/tests.txt
+# With CARTE_VM_SYSTEMD=KVER the guest boots systemd instead (tests/vm/run.sh --systemd): the initramfs also
+# carries kernel KVER's modules for a virtio 9p share and overlayfs, and the init stacks a tmpfs over this
+# host's root (shared read-only by qemu) and hands it to the host's own /lib/systemd/systemd.
 # TEST are integration test files of tests/tests/ (without .rs); their executables come from cargo's JSON
 # messages, so the ones `cargo test --release` already built are reused, not rebuilt.
 set -euo pipefail
@@ -71,6 +74,30 @@ done | sort -u | while read -r lib; do
     cp -L "$lib" "$stage$lib"
 done
 
+# The systemd guest's modules, each after its dependencies (modules.dep lists a module's dependencies with the
+# deepest last, so they load in reverse). Plain .ko files: busybox's insmod loads them.
+if [ -n "${CARTE_VM_SYSTEMD:-}" ]; then
+    mods=/lib/modules/$CARTE_VM_SYSTEMD
+    mkdir -p "$stage/modules"
+    awk -F': *' -v want="virtio_pci 9pnet_virtio 9p overlay" '
+      BEGIN { split(want, w, " ") }
+      { name = $1; sub(/.*\//, "", name); sub(/\.ko$/, "", name); dep[name] = $2; path[name] = $1 }
+      function load(m,   d, n, i) {
+        if (m in done) return
+        done[m] = 1
+        n = split(dep[m], d, " ")
+        for (i = n; i >= 1; i--) { sub(/.*\//, "", d[i]); sub(/\.ko$/, "", d[i]); load(d[i]) }
+        print path[m]
+      }
+      END { for (i = 1; i in w; i++) if (w[i] in path) load(w[i]) }
+    ' "$mods/modules.dep" | while read -r ko; do
+        n=$(($(ls "$stage/modules" | wc -l) + 1))
+        cp "$mods/$ko" "$stage/modules/$(printf %02d "$n")-$(basename "$ko")"
+    done
+    install -m 0755 tests/vm/guest-systemd.sh "$stage/tests/guest-systemd.sh"
+    : >"$stage/tests/systemd"
+fi
+
 printf 'root:x:0:0:root:/root:/bin/sh\n' >"$stage/etc/passwd"
 printf 'root:x:0:\n' >"$stage/etc/group"
 printf 'root:*:19000:0:99999:7:::\n' >"$stage/etc/shadow"
@@ -85,6 +112,8 @@ mknod -m 600 "$stage/dev/console" c 5 1
 printf "%s\n" "${CARTE_VM_RUNTIMES:-carte runc}" >"$stage/tests/runtimes"
 printf "%s\n" "${CARTE_VM_TEST_ARGS:---skip bundle_tool_defaults_match_spec}" >"$stage/tests/args"
 [ -z "${CARTE_VM_AFTER:-}" ] || install -m 0755 "$CARTE_VM_AFTER" "$stage/tests/after.sh"
+# Extra environment for the test executables (for debugging, e.g. CARTE_VM_ENV="CARTE_TEST_TRACE=1").
+printf "%s\n" "${CARTE_VM_ENV:-}" >"$stage/tests/env"
 
 # newc cpio, uncompressed: the kernel unpacks it fastest, and its ~30 MB cost nothing on disk.
 (cd "$stage" && find . -mindepth 1 | cpio -o -H newc --quiet) >"$out/initrd.img"

@@ -6,9 +6,44 @@
 # runs with cgroup_no_v1=all) with every controller enabled for children, then runs each test executable of
 # /tests/list against carte and then against runc, streaming their output to the second serial port
 # (ttyS1, a file on the host) between `== vm` marker lines, and powers off.
+# In the systemd guest (tests/vm/guest-systemd.sh) this script runs once more, as `guest-init.sh tests` from a
+# service unit of the booted systemd: then it only runs the tests and powers the guest off.
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root TMPDIR=/tmp
 
+res=/dev/ttyS1
+say() { echo "$*" >$res; echo "vm: $*"; }
+
+# Each test executable of /tests/list against each runtime of /tests/runtimes, between marker lines.
+run_tests() {
+    args=$(cat /tests/args 2>/dev/null)
+    for rt in $(cat /tests/runtimes); do
+        for t in $(cat /tests/list); do
+            say "== vm begin $rt $t"
+            start=$(date +%s)
+            # shellcheck disable=SC2086  # args are test-harness flags, split on purpose
+            # shellcheck disable=SC2046  # VAR=value words of /tests/env (CARTE_VM_ENV)
+            env $(cat /tests/env 2>/dev/null) CARTE_BIN=/usr/sbin/$rt timeout -s KILL 900 /tests/$t $args >$res 2>&1
+            rc=$?
+            say "== vm end $rt $t rc=$rc seconds=$(($(date +%s) - start))"
+        done
+    done
+    [ -x /tests/after.sh ] && /tests/after.sh >$res 2>&1
+    say "== vm done"
+    sync
+}
+
+if [ "${1:-}" = tests ]; then
+    stty -F $res raw -echo 2>/dev/null
+    say "== vm guest $(uname -r) systemd $(systemctl --version | head -n 1 | cut -d' ' -f2) as PID 1, cgroup2 controllers: $(cat /sys/fs/cgroup/cgroup.subtree_control)"
+    grep -q ' - cgroup ' /proc/self/mountinfo && say "== vm guest has a cgroup v1 mount"
+    run_tests
+    # Immediately, as busybox's `poweroff -f` below: nothing of the throwaway guest needs a clean stop.
+    systemctl poweroff --force --force
+    exit 0
+fi
+
 if [ ! -e /.stage2 ]; then
+    [ -e /tests/systemd ] && exec /tests/guest-systemd.sh
     mount -t tmpfs -o mode=0755 tmpfs /newroot
     for entry in /*; do
         [ "$entry" = /newroot ] || cp -a "$entry" /newroot/
@@ -34,24 +69,8 @@ done
 hostname carte-v2-guest
 ip link set lo up
 
-res=/dev/ttyS1
 stty -F $res raw -echo 2>/dev/null
-say() { echo "$*" >$res; echo "vm: $*"; }
 say "== vm guest $(uname -r) cgroup2 controllers: $(cat /sys/fs/cgroup/cgroup.subtree_control)"
 grep -q ' - cgroup ' /proc/self/mountinfo && say "== vm guest has a cgroup v1 mount"
-
-args=$(cat /tests/args 2>/dev/null)
-for rt in $(cat /tests/runtimes); do
-    for t in $(cat /tests/list); do
-        say "== vm begin $rt $t"
-        start=$(date +%s)
-        # shellcheck disable=SC2086  # args are test-harness flags, split on purpose
-        CARTE_BIN=/usr/sbin/$rt timeout -s KILL 900 /tests/$t $args >$res 2>&1
-        rc=$?
-        say "== vm end $rt $t rc=$rc seconds=$(($(date +%s) - start))"
-    done
-done
-[ -x /tests/after.sh ] && /tests/after.sh >$res 2>&1
-say "== vm done"
-sync
+run_tests
 poweroff -f

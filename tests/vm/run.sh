@@ -3,6 +3,8 @@
 # stock kernel on this VM: nested PVM) with cgroup_no_v1=all, so every controller is on the unified
 # hierarchy, and runs integration tests there with CARTE_BIN=carte and then CARTE_BIN=runc in the same guest.
 #   tests/vm/run.sh [TEST...]      TEST: files of tests/tests/ (default: $CARTE_VM_TESTS or the list below)
+#   tests/vm/run.sh --systemd [TEST...]   the same guest with systemd as PID 1 (tests/vm/guest-systemd.sh: this
+#                                  host's root shared read-only, an overlay on it); default test: systemd_cgroup
 # Prints a table (test × carte × runc) and ends with one line:
 #   `vm: N passed, N failed, N skipped, N known runc failures` (over both runtimes; tests/vm/runc-known.txt)
 # and exits non-zero when a test failed, a test executable crashed or the guest did not finish in time.
@@ -13,8 +15,14 @@ set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 out=target/vm
-mkdir -p "$out"
 default="lifecycle cgroups cgroup_parent cgroup_v2 verbs verbs_parity rootless"
+systemd=
+if [ "${1:-}" = --systemd ]; then
+    shift
+    systemd=1 out=target/vm-systemd default=systemd_cgroup
+    export CARTE_VM_TESTS=${CARTE_VM_SYSTEMD_TESTS:-}
+fi
+mkdir -p "$out"
 # shellcheck disable=SC2206  # a space-separated list on purpose
 tests=(${CARTE_VM_TESTS:-$default})
 [ $# -gt 0 ] && tests=("$@")
@@ -23,26 +31,42 @@ tests=(${CARTE_VM_TESTS:-$default})
 kernel=$(ls /boot/vmlinuz-*-amd64 2>/dev/null | sort -V | tail -n 1)
 [ -n "$kernel" ] || { echo "vm: no /boot/vmlinuz-*-amd64 (apt-get install linux-image-amd64)" >&2; exit 1; }
 [ -x target/release/carte ] || { echo "vm: target/release/carte missing (cargo build --release)" >&2; exit 1; }
-tests/vm/build-guest.sh "$out" "${tests[@]}" || exit 1
+kver=$(basename "$kernel" | sed 's/^vmlinuz-//')
+# The systemd guest: this host's root as a read-only 9p share (multidevs=remap: inode numbers stay unique across
+# the host's mounts, which the guest's overlay needs), and the kernel arguments that make its systemd start only
+# the test unit on a pure cgroup2 hierarchy.
+share=() append=
+if [ -n "$systemd" ]; then
+    [ -x /lib/systemd/systemd ] || { echo "vm: no /lib/systemd/systemd (apt-get install systemd)" >&2; exit 1; }
+    share=(-virtfs "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap")
+    append=" systemd.unit=carte-vm.service systemd.unified_cgroup_hierarchy=1 systemd.show_status=1"
+    # containerd's busybox image (engine tests): the guest reads this worktree's target/images through the share.
+    tests/images.sh target/images >/dev/null || exit 1
+fi
+CARTE_VM_SYSTEMD=${systemd:+$kver} tests/vm/build-guest.sh "$out" "${tests[@]}" || exit 1
 
 rm -f "$out/console.log" "$out/results.txt"
 started=$(date +%s)
 # -smp 2 with one host thread per vCPU (TCG's multi-threaded mode); -m 2G holds the tmpfs root and the
 # bundles. ttyS0 is the console, ttyS1 the results channel. panic=-1 with -no-reboot ends qemu if init dies.
-timeout --kill-after=10 "${CARTE_VM_TIMEOUT:-1500}" qemu-system-x86_64 \
+# The systemd stage runs one test file in about 90 s: 600 s bound a guest whose boot hangs on a unit.
+limit=${CARTE_VM_TIMEOUT:-1500}
+[ -n "$systemd" ] && limit=${CARTE_VM_TIMEOUT:-600}
+timeout --kill-after=10 "$limit" qemu-system-x86_64 \
     -accel tcg,thread=multi -cpu max -m 2G -smp 2 -nodefaults -display none -no-reboot \
-    -kernel "$kernel" -initrd "$out/initrd.img" \
-    -append "console=ttyS0 cgroup_no_v1=all panic=-1 quiet" \
+    -kernel "$kernel" -initrd "$out/initrd.img" "${share[@]}" \
+    -append "console=ttyS0 cgroup_no_v1=all panic=-1 quiet$append" \
     -serial "file:$out/console.log" -serial "file:$out/results.txt"
 qemu_rc=$?
 seconds=$(($(date +%s) - started))
-tr -d '\r' <"$out/results.txt" >"$out/results.log"
+# Without carriage returns and terminal colours (the systemd guest's unit output is a terminal to the harness).
+tr -d '\r' <"$out/results.txt" | sed 's/\x1b\[[0-9;]*m//g; s/\x1b(B//g' >"$out/results.log"
 
 # `== vm begin RT T` … `test NAME ... ok|FAILED|ignored` … `== vm end RT T rc=N`: one table row per test,
 # a failure for an executable that exited non-zero without a failed test (a crash or the guest's timeout)
 # or never ended, and for a guest that did not reach `== vm done`.
-awk -v qemu_rc="$qemu_rc" -v seconds="$seconds" -v kernel="$(basename "$kernel")" \
-    -v known_file=tests/vm/runc-known.txt '
+awk -v qemu_rc="$qemu_rc" -v seconds="$seconds" -v systemd="$systemd" -v kernel="$(basename "$kernel")" \
+    -v known_file=tests/vm/runc-known.txt -v out="$out" '
   BEGIN { while ((getline l < known_file) > 0) if (l !~ /^#/ && l ~ /::/) { split(l, w, " "); known[w[1]] = 1 } }
   /^== vm begin / { rt = $4; t = $5; open_[rt " " t] = 1; next }
   /^== vm end / {
@@ -66,7 +90,7 @@ awk -v qemu_rc="$qemu_rc" -v seconds="$seconds" -v kernel="$(basename "$kernel")
   }
   END {
     for (k in open_) { split(k, w, " "); add(w[2] "::(did not finish)", w[1], "FAILED") }
-    printf "%-70s %-8s %-8s\n", "cgroup v2 guest (" kernel ", cgroup_no_v1=all)", "carte", "runc"
+    printf "%-70s %-8s %-8s\n", "cgroup v2 guest (" kernel ", cgroup_no_v1=all" (systemd ? ", systemd" : "") ")", "carte", "runc"
     for (i = 1; i <= n; i++) {
       k = order[i]; c = res[k, "carte"]; r = res[k, "runc"]
       printf "%-70s %-8s %-8s\n", k, c == "" ? "-" : c, r == "" ? "-" : r
@@ -74,7 +98,7 @@ awk -v qemu_rc="$qemu_rc" -v seconds="$seconds" -v kernel="$(basename "$kernel")
     printf "vm carte: %d passed, %d failed, %d skipped\n", p["carte"], f["carte"], s["carte"]
     printf "vm runc: %d passed, %d failed, %d skipped, %d known runc failures\n", p["runc"], f["runc"], s["runc"], k
     bad = f["carte"] + f["runc"]
-    if (!done) { printf "vm: the guest did not finish (qemu exit status %d): see target/vm/console.log\n", qemu_rc; bad++ }
+    if (!done) { printf "vm: the guest did not finish (qemu exit status %d): see " out "/console.log\n", qemu_rc; bad++ }
     printf "vm stage took %d s\n", seconds
     printf "vm: %d passed, %d failed, %d skipped, %d known runc failures\n", p["carte"] + p["runc"], bad, s["carte"] + s["runc"], k
     exit bad > 0
@@ -82,9 +106,9 @@ awk -v qemu_rc="$qemu_rc" -v seconds="$seconds" -v kernel="$(basename "$kernel")
 ' "$out/results.log"
 rc=$?
 if [ "$rc" -ne 0 ]; then
-    echo "---- vm: failed tests' output (target/vm/results.log)"
+    echo "---- vm: failed tests' output ($out/results.log)"
     awk '/^---- .* stdout ----$/ { show = 1 } /^failures:$/ && show { show = 0 } show' "$out/results.log" | head -n 200
-    echo "---- vm: guest console (last lines of target/vm/console.log)"
+    echo "---- vm: guest console (last lines of $out/console.log)"
     tail -n 20 "$out/console.log"
 fi
 exit "$rc"

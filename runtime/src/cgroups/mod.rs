@@ -5,6 +5,10 @@
 pub mod hierarchy;
 pub mod limits;
 mod remove;
+mod stats;
+mod unit_path;
+
+pub use unit_path::fs_path;
 
 use crate::error::{Error, Result};
 use libcgroups::common::{
@@ -380,6 +384,25 @@ pub fn apply_device_filter(
     crate::devfilter::apply(&dir, spec)
 }
 
+/// The cgroup's statistics (`events`): libcgroups', or on a unified host where it fails on a controller the
+/// cgroup does not have (a systemd scope has no hugetlb), those of the controllers it has, as runc reports.
+pub fn stats(
+    mgr: &AnyCgroupManager,
+    path: &Path,
+    systemd: bool,
+) -> Result<libcgroups::stats::Stats> {
+    let err = match mgr.stats() {
+        Ok(s) => return Ok(s),
+        Err(e) => cg_err("read stats of", path, e),
+    };
+    let rel = fs_path(path, systemd);
+    let dir = Path::new(CGROUP_ROOT).join(rel.strip_prefix("/").unwrap_or(&rel));
+    if !hierarchy::unified() || !dir.join("cgroup.controllers").exists() {
+        return Err(err);
+    }
+    Ok(stats::v2_enabled_only(&dir))
+}
+
 pub fn freeze(mgr: &AnyCgroupManager, path: &Path, frozen: bool) -> Result<()> {
     let st = if frozen {
         FreezerState::Frozen
@@ -390,8 +413,8 @@ pub fn freeze(mgr: &AnyCgroupManager, path: &Path, frozen: bool) -> Result<()> {
         .map_err(|e| cg_err(if frozen { "freeze" } else { "thaw" }, path, e))
 }
 
-/// Every pid in the container's cgroup and its sub-cgroups (empty when the cgroup is gone), from
-/// the first hierarchy that has it, as runc's GetAllPids walks one.
+/// Every pid in the cgroup at cgroupfs path `path` (see `fs_path`) and its sub-cgroups (empty when
+/// the cgroup is gone), from the first hierarchy that has it, as runc's GetAllPids walks one.
 pub fn pids(path: &Path) -> Vec<i32> {
     // Never list (and so never kill) the processes of the root or of a cgroup outside the path.
     if check_path(path, false).is_err() {
@@ -450,7 +473,7 @@ pub fn destroy(path: &Path, systemd: bool, id: &str) -> Result<()> {
 fn destroy_systemd(path: &Path, id: &str) -> Result<()> {
     let mgr = manager(path, true, id)?;
     // A frozen task cannot die: thaw first so SIGKILL is delivered.
-    if is_frozen(path) {
+    if is_frozen(&fs_path(path, true)) {
         let _ = mgr.freeze(FreezerState::Thawed);
     }
     let delays = [5u64, 10, 20, 50, 100, 200, 400];

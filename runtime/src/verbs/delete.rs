@@ -23,7 +23,9 @@ pub fn run(cli: &Cli, a: &DeleteArgs) -> Result<i32> {
     };
     let status = state::status(&dir.path, &st);
     let busy = matches!(status, Status::Running | Status::Paused)
-        || (status == Status::Creating && !crate::cgroups::pids(&st.cgroup_path).is_empty());
+        || (status == Status::Creating
+            && !crate::cgroups::pids(&crate::cgroups::fs_path(&st.cgroup_path, st.systemd_cgroup))
+                .is_empty());
     if busy && !a.force {
         return Err(Error::WrongStatus {
             id: a.id.clone(),

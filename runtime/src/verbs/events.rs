@@ -5,7 +5,6 @@
 use crate::cli::{Cli, EventsArgs};
 use crate::error::{Error, Result};
 use crate::state::{self, ContainerDir, State, Status};
-use libcgroups::common::CgroupManager;
 use libcgroups::stats::{BlkioDeviceStat, MemoryData, Stats};
 use serde_json::{json, Map, Value};
 use std::time::Duration;
@@ -22,11 +21,7 @@ pub fn run(cli: &Cli, a: &EventsArgs) -> Result<i32> {
         if status == Status::Stopped && !a.stats {
             return Ok(0);
         }
-        let stats = mgr.stats().map_err(|e| Error::Cgroup {
-            op: "read stats of".into(),
-            path: st.cgroup_path.display().to_string(),
-            reason: e.to_string(),
-        })?;
+        let stats = crate::cgroups::stats(&mgr, &st.cgroup_path, st.systemd_cgroup)?;
         if !super::out(json!({"type": "stats", "id": st.id, "data": runc_stats(&stats)})) || a.stats
         {
             return Ok(0);
@@ -65,7 +60,9 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
 
 /// OOM kills so far: v1 `memory.oom_control`'s oom_kill, v2 `memory.events`' oom_kill.
 fn oom_kills(st: &State) -> u64 {
-    for d in crate::cgroups::cgroup_dirs(&st.cgroup_path) {
+    for d in
+        crate::cgroups::cgroup_dirs(&crate::cgroups::fs_path(&st.cgroup_path, st.systemd_cgroup))
+    {
         for f in ["memory.oom_control", "memory.events"] {
             if let Ok(s) = std::fs::read_to_string(d.join(f)) {
                 if let Some(n) = s.lines().find_map(|l| l.strip_prefix("oom_kill ")) {

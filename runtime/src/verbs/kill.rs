@@ -16,7 +16,10 @@ pub fn run(cli: &Cli, a: &KillArgs) -> Result<i32> {
         let pids = match st.cgroup_path.as_os_str().is_empty() {
             // Without a cgroup (rootless), a pid is ours to signal only while the init lives.
             true if !state::init_alive(&st) => vec![],
-            _ => crate::rootless::container_pids(&st.cgroup_path, st.pid),
+            _ => crate::rootless::container_pids(
+                &crate::cgroups::fs_path(&st.cgroup_path, st.systemd_cgroup),
+                st.pid,
+            ),
         };
         for pid in pids {
             // Through a pidfd: nix's `kill` takes only the signals of its enum, and sent signal 0

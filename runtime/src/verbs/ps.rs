@@ -12,7 +12,10 @@ pub fn run(cli: &Cli, a: &PsArgs) -> Result<i32> {
     let mut pids = match st.cgroup_path.as_os_str().is_empty() {
         // Without a cgroup (rootless): the init's pid namespace, while the init lives.
         true if !crate::state::init_alive(&st) => vec![],
-        _ => crate::rootless::container_pids(&st.cgroup_path, st.pid),
+        _ => crate::rootless::container_pids(
+            &crate::cgroups::fs_path(&st.cgroup_path, st.systemd_cgroup),
+            st.pid,
+        ),
     };
     pids.sort_unstable();
     if a.format == "json" {
