@@ -44,7 +44,10 @@ pub extern "C" fn main(
         eprintln!("carte: ignore SIGPIPE: {e}");
         std::process::exit(1);
     }
-    verb()
+    // A panic must not unwind out of a C function (that aborts): exit with std's code for it, 101,
+    // after the panic hook has printed the message.
+    let _ = std::panic::catch_unwind(|| -> () { verb() });
+    std::process::exit(101)
 }
 
 fn verb() -> ! {
