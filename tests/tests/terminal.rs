@@ -115,10 +115,12 @@ fn run_resizes_the_pty_and_forwards_signals() {
     b.set("/process/terminal", json!(true));
     b.mount(json!({"destination": "/mnt", "type": "bind", "source": shared, "options": ["bind"]}));
     // Waits for the size to change (however long the runtime takes to pass SIGWINCH on), then for TERM.
+    // A reading that failed is not a change: once, under runc in CI, busybox's stty failed (a stale errno,
+    // "No child processes") and the loop ended before the resize.
     let script = format!(
         "trap 'echo got-term; exit 7' TERM; touch /mnt/ready; \
-         while [ \"$(stty size)\" = '{ROWS} {COLS}' ]; do sleep 0.05; done; \
-         echo now $(stty size); touch /mnt/resized; while :; do sleep 0.05; done"
+         while :; do s=$(stty size); [ -n \"$s\" ] && [ \"$s\" != '{ROWS} {COLS}' ] && break; sleep 0.05; done; \
+         echo now $s; touch /mnt/resized; while :; do sleep 0.05; done"
     );
     b.args(&["sh", "-c", &script]);
     write(&b);
