@@ -47,6 +47,19 @@ make_bundle() {
     grep -q '"/bin/true"' "$b/config.json" || { echo "bench: could not set args in $b/config.json" >&2; exit 1; }
 }
 
+# cleanup_work WORK: on exit, delete what the runs left under WORK/root-<runtime> (a created container holds a
+# cgroup), then remove WORK.
+cleanup_work() {
+    local w=$1 r c
+    for r in "$w"/root-*; do
+        [ -d "$r" ] || continue
+        for c in "$r"/*/; do
+            [ -d "$c" ] && "${bin[${r##*/root-}]:-true}" --root "$r" delete -f "$(basename "$c")" >/dev/null 2>&1
+        done
+    done
+    rm -rf "$w"
+}
+
 print_versions() {
     echo "# versions"
     local n

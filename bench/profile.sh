@@ -17,12 +17,7 @@ enter_bench_namespace "$0" "$@"
 work=$(mktemp -d /tmp/carte-profile.XXXXXX)
 cleanup() {
     umount "$work/carte-ro" 2>/dev/null || true
-    for n in "${names[@]:1}"; do
-        for c in "$work/root-$n"/*/; do
-            [ -d "$c" ] && "${bin[$n]}" --root "$work/root-$n" delete -f "$(basename "$c")" >/dev/null 2>&1
-        done
-    done
-    rm -rf "$work"
+    cleanup_work "$work"
 }
 trap cleanup EXIT
 b=$work/bundle

@@ -12,17 +12,7 @@ warmup=${WARMUP:-5}
 . "$(dirname "$0")/common.sh"
 enter_bench_namespace "$0" "$@"
 work=$(mktemp -d /tmp/carte-bench.XXXXXX)
-# On any exit, remove what the runs may have left (a created container holds a cgroup) before the files.
-cleanup() {
-    for r in "$work"/root-*; do
-        [ -d "$r" ] || continue
-        for c in "$r"/*/; do
-            [ -d "$c" ] && "${bin[${r##*/root-}]:-true}" --root "$r" delete -f "$(basename "$c")" >/dev/null 2>&1
-        done
-    done
-    rm -rf "$work"
-}
-trap cleanup EXIT
+trap 'cleanup_work "$work"' EXIT
 b=$work/bundle
 make_bundle "$b"
 # Everything below is also kept for BENCH_README (tee is waited for before the README is written).
