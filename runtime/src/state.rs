@@ -109,14 +109,19 @@ impl State {
             .unwrap_or_default()
             .into_iter()
             .collect();
+        st.cgroup_path = Self::cgroup_path_for(b, id, systemd);
+        st.systemd_cgroup = systemd;
+        st
+    }
+
+    /// The cgroup a container of bundle `b` gets (before any rootless decision).
+    pub fn cgroup_path_for(b: &crate::bundle::Bundle, id: &str, systemd: bool) -> PathBuf {
         let spec_cg = b
             .spec
             .linux()
             .as_ref()
             .and_then(|l| l.cgroups_path().clone());
-        st.cgroup_path = crate::cgroups::path_for(spec_cg.as_deref(), id, systemd);
-        st.systemd_cgroup = systemd;
-        st
+        crate::cgroups::path_for(spec_cg.as_deref(), id, systemd)
     }
 }
 

@@ -26,6 +26,12 @@ pub fn criu_ready() -> bool {
     }
 }
 
+/// The test's context when criu works here (`None`, with the reason printed, when the test is to be skipped).
+pub fn criu_ctx() -> Option<Ctx> {
+    let ctx = Ctx::new()?;
+    criu_ready().then_some(ctx)
+}
+
 pub fn cgroup_of(id: &str) -> String {
     format!("/carte-test/{id}")
 }

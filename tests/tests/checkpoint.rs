@@ -14,10 +14,7 @@ use std::process::Command;
 
 #[test]
 fn a_restored_counter_counts_on() {
-    let Some(ctx) = Ctx::new() else { return };
-    if !criu_ready() {
-        return;
-    }
+    let Some(ctx) = criu_ctx() else { return };
     let Checkpointed {
         id,
         out,
@@ -50,10 +47,7 @@ fn a_restored_counter_counts_on() {
 
 #[test]
 fn leave_running_then_restore_under_a_new_id() {
-    let Some(ctx) = Ctx::new() else { return };
-    if !criu_ready() {
-        return;
-    }
+    let Some(ctx) = criu_ctx() else { return };
     let id = ctx.id("cr-orig");
     let out = ctx.tempdir();
     let mut b = counter(&ctx, &id, &out);
@@ -108,10 +102,7 @@ fn leave_running_then_restore_under_a_new_id() {
 
 #[test]
 fn only_a_running_container_is_checkpointed() {
-    let Some(ctx) = Ctx::new() else { return };
-    if !criu_ready() {
-        return;
-    }
+    let Some(ctx) = criu_ctx() else { return };
     let id = ctx.id("cr-created");
     let mut b = ctx.bundle();
     b.args(&["sleep", "100"]);
@@ -164,10 +155,7 @@ fn features_advertise_checkpoint() {
 /// old cgroup went with the checkpoint, the new one has the bundle's limits, and `--pid-file` names the init.
 #[test]
 fn restore_into_another_cgroup_with_ignore_mode() {
-    let Some(ctx) = Ctx::new() else { return };
-    if !criu_ready() {
-        return;
-    }
+    let Some(ctx) = criu_ctx() else { return };
     let id = ctx.id("cr-cg");
     let out = ctx.tempdir();
     let mut b = counter(&ctx, &id, &out);
@@ -230,10 +218,7 @@ fn restore_into_another_cgroup_with_ignore_mode() {
 /// once the container is gone, and removes it.
 #[test]
 fn a_foreground_restore_waits_for_the_container() {
-    let Some(ctx) = Ctx::new() else { return };
-    if !criu_ready() {
-        return;
-    }
+    let Some(ctx) = criu_ctx() else { return };
     let Checkpointed {
         id,
         out,
@@ -277,10 +262,7 @@ fn a_foreground_restore_waits_for_the_container() {
 /// on untouched.
 #[test]
 fn pre_dump_and_parent_path() {
-    let Some(ctx) = Ctx::new() else { return };
-    if !criu_ready() {
-        return;
-    }
+    let Some(ctx) = criu_ctx() else { return };
     let id = ctx.id("cr-pre");
     let out = ctx.tempdir();
     let b = counter(&ctx, &id, &out);
@@ -324,10 +306,7 @@ fn pre_dump_and_parent_path() {
 /// state, cgroup and the rootfs bind criu was given are gone again. An id in use is refused before criu runs.
 #[test]
 fn a_failed_restore_leaves_nothing() {
-    let Some(ctx) = Ctx::new() else { return };
-    if !criu_ready() {
-        return;
-    }
+    let Some(ctx) = criu_ctx() else { return };
     let id = ctx.id("cr-fail");
     let out = ctx.tempdir();
     let b = counter(&ctx, &id, &out);
@@ -363,10 +342,7 @@ fn a_failed_restore_leaves_nothing() {
 /// A paused container can be checkpointed too (criu finds its freezer cgroup frozen); it is restored running.
 #[test]
 fn a_paused_container_is_checkpointed_and_restored_running() {
-    let Some(ctx) = Ctx::new() else { return };
-    if !criu_ready() {
-        return;
-    }
+    let Some(ctx) = criu_ctx() else { return };
     let id = ctx.id("cr-paused");
     let out = ctx.tempdir();
     let b = counter(&ctx, &id, &out);
@@ -388,10 +364,7 @@ fn a_paused_container_is_checkpointed_and_restored_running() {
 /// startContainer, cannot run: no process of the container is about to exec.)
 #[test]
 fn restore_runs_prestart_and_create_runtime_hooks() {
-    let Some(ctx) = Ctx::new() else { return };
-    if !criu_ready() {
-        return;
-    }
+    let Some(ctx) = criu_ctx() else { return };
     let mut c = checkpointed_counter(&ctx, "cr-hooks");
     let at_checkpoint = last(&c.out);
     // Only the restore's bundle has the hooks: they record their state and the count when they run.
@@ -435,10 +408,7 @@ fn restore_runs_prestart_and_create_runtime_hooks() {
 /// failed and kills what it restored; the error names the hook, and nothing of the container is left.
 #[test]
 fn a_failing_hook_fails_the_restore() {
-    let Some(ctx) = Ctx::new() else { return };
-    if !criu_ready() {
-        return;
-    }
+    let Some(ctx) = criu_ctx() else { return };
     let mut c = checkpointed_counter(&ctx, "cr-hookfail");
     let at_checkpoint = last(&c.out);
     c.b.hook(
@@ -464,10 +434,7 @@ fn a_failing_hook_fails_the_restore() {
 /// it renames criu's log (runc and carte ask for dump.log and restore.log), at checkpoint and at restore.
 #[test]
 fn the_criu_config_annotation_overrides_the_runtime() {
-    let Some(ctx) = Ctx::new() else { return };
-    if !criu_ready() {
-        return;
-    }
+    let Some(ctx) = criu_ctx() else { return };
     let id = ctx.id("cr-conf");
     let out = ctx.tempdir();
     let mut b = counter(&ctx, &id, &out);

@@ -45,10 +45,7 @@ impl Drop for NetNs {
 /// container-owned one comes back empty (runc's --empty-ns network, carte's too), without the loopback address.
 #[test]
 fn an_established_tcp_connection_survives() {
-    let Some(ctx) = Ctx::new() else { return };
-    if !criu_ready() {
-        return;
-    }
+    let Some(ctx) = criu_ctx() else { return };
     let netns = NetNs::add(&unique_id("cr-ns"));
     let id = ctx.id("cr-tcp");
     let out = ctx.tempdir();
@@ -117,10 +114,7 @@ fn host_dev_null_stdio_is_reopened_inside() {
 /// from and answers on those.
 #[test]
 fn stdio_pipes_are_handed_over() {
-    let Some(ctx) = Ctx::new() else { return };
-    if !criu_ready() {
-        return;
-    }
+    let Some(ctx) = criu_ctx() else { return };
     let id = ctx.id("cr-pipes");
     let mut b = ctx.bundle();
     b.sh("while read x; do echo ponG $x; done");
@@ -190,10 +184,7 @@ fn stdio_pipes_are_handed_over() {
 /// and answers on the new master.
 #[test]
 fn a_terminal_container_gets_a_new_console() {
-    let Some(ctx) = Ctx::new() else { return };
-    if !criu_ready() {
-        return;
-    }
+    let Some(ctx) = criu_ctx() else { return };
     let id = ctx.id("cr-tty");
     let mut b = ctx.bundle();
     b.sh("i=0; while read l; do i=$((i+1)); echo \"got $l $i\"; done");
@@ -234,10 +225,7 @@ fn a_terminal_container_gets_a_new_console() {
 /// refuses a detached one too), in one line, and leaves nothing.
 #[test]
 fn a_terminal_restore_without_console_socket_is_refused() {
-    let Some(ctx) = Ctx::new() else { return };
-    if !criu_ready() {
-        return;
-    }
+    let Some(ctx) = criu_ctx() else { return };
     let id = ctx.id("cr-tty-none");
     let mut b = ctx.bundle();
     b.args(&["sleep", "1000"]);

@@ -2,6 +2,7 @@
 //! systemd), place a process and apply `linux.resources`, freeze, list pids, and destroy with a
 //! bounded, logged retry — the seed project's "release with retry" promise.
 
+pub mod early;
 pub mod hierarchy;
 pub mod limits;
 mod remove;
@@ -164,6 +165,25 @@ pub fn self_join_dirs(mgr: &AnyCgroupManager, path: &Path, userns: bool) -> Opti
     if userns || !matches!(mgr, AnyCgroupManager::V1(_)) {
         return None;
     }
+    v1_dirs(path)
+}
+
+/// The directories a process `exec` forks joins by itself, where the init did so too: the
+/// cgroupfs driver on a v1 or hybrid host (where libcgroups picks its v1 manager), a runtime
+/// that is root on the host (the process joins before it enters the container's user
+/// namespace). Told without building libcgroups' manager, which exec needs for nothing else.
+pub fn exec_join_dirs(path: &Path, systemd: bool) -> Option<Vec<PathBuf>> {
+    if systemd
+        || path.as_os_str().is_empty()
+        || hierarchy::unified()
+        || crate::rootless::euid_rootless()
+    {
+        return None;
+    }
+    v1_dirs(path)
+}
+
+fn v1_dirs(path: &Path) -> Option<Vec<PathBuf>> {
     // Every hierarchy the container belongs in (one directory each: `cpu,cpuacct` is one):
     // libcgroups' controllers, and also `name=systemd` and the hybrid cgroup2 one, where runc
     // places its init too. Found in the mount table read once (libcgroups' own lookup reads

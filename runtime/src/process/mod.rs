@@ -49,6 +49,12 @@ pub struct Created {
 pub fn create(o: &CreateOpts) -> Result<Created> {
     state::validate_id(o.id)?;
     let b = bundle::load(o.bundle)?;
+    let early = cgroups::early::Early::start(
+        &State::cgroup_path_for(&b, o.id, o.systemd),
+        o.systemd,
+        o.id,
+        o.rootless_cgroups,
+    );
     crate::validate::check(&b.spec)?;
     cgroups::check_systemd(o.systemd)?;
     let plan = plan::build(&b.spec)?;
@@ -75,7 +81,7 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
         dir.path.display(),
         st.cgroup_path.display()
     );
-    match spawn(&dir, &mut st, &b, &plan, o) {
+    match spawn(&dir, &mut st, &b, &plan, o, early) {
         Ok(master) => Ok(Created {
             dir,
             state: st,
@@ -88,6 +94,35 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
             Err(e)
         }
     }
+}
+
+/// Clone a child that joins its cgroup `self_join` by itself; on a hybrid host it is born in
+/// the cgroup2 directory among them instead (`cgroups::clone_into`), which then leaves the list.
+pub(super) fn clone_self_joining(
+    flags: libc::c_int,
+    self_join: &mut Option<Vec<PathBuf>>,
+    what: &str,
+) -> Result<Forked> {
+    let into = self_join
+        .as_deref()
+        .map(cgroups::clone_into)
+        .transpose()?
+        .flatten();
+    let forked = match &into {
+        Some((dir, fd)) => match sys::clone_fork_into(flags, std::os::fd::AsFd::as_fd(fd)) {
+            Ok(f) => {
+                if let Some(dirs) = self_join.as_mut() {
+                    dirs.retain(|d| d != dir);
+                }
+                Ok(f)
+            }
+            // A kernel without CLONE_INTO_CGROUP: the child joins that directory itself.
+            Err(nix::errno::Errno::ENOSYS | nix::errno::Errno::E2BIG) => sys::clone_fork(flags),
+            Err(e) => Err(e),
+        },
+        None => sys::clone_fork(flags),
+    };
+    forked.ctx("clone", what)
 }
 
 fn absolute(p: &Path) -> PathBuf {
@@ -106,6 +141,7 @@ fn spawn(
     b: &Bundle,
     plan: &Plan,
     o: &CreateOpts,
+    early: cgroups::early::Early,
 ) -> Result<Option<OwnedFd>> {
     let (console, proxy) = connect_console(plan.proc.terminal, o.console)?;
     let (parent, child) = sync::pair()?;
@@ -116,13 +152,13 @@ fn spawn(
         .ctx("open", dir.fifo().display())?;
     // The cgroup manager and, on cgroup v1, the directories the init joins by itself: known
     // before the clone, so the child has them too.
+    // Joined here either way, before the clone (see `cgroups::early`).
     let mgr = match st.cgroup_path.as_os_str().is_empty() {
-        true => None,
-        false => Some(cgroups::manager(
-            &st.cgroup_path,
-            st.systemd_cgroup,
-            &st.id,
-        )?),
+        true => {
+            drop(early);
+            None
+        }
+        false => Some(early.finish(&st.cgroup_path, st.systemd_cgroup, &st.id)?),
     };
     let userns = plan.ns.bridge
         || plan.ns.new_flags & libc::CLONE_NEWUSER != 0
@@ -134,12 +170,6 @@ fn spawn(
     let mut self_join = mgr
         .as_ref()
         .and_then(|m| cgroups::self_join_dirs(m, &st.cgroup_path, userns));
-    // On a hybrid host the init is born in its cgroup2 directory instead (see clone_fork_into).
-    let into = self_join
-        .as_deref()
-        .map(cgroups::clone_into)
-        .transpose()?
-        .flatten();
     let flags = if plan.ns.bridge { 0 } else { plan.ns.new_flags };
     // Asked here, before the clone: in the child, geteuid() answers 0 as soon as the parent has
     // written the uid map, a race the child must not lose (see `InitArgs::unprivileged`).
@@ -148,22 +178,7 @@ fn spawn(
         "clone the container init (namespace flags {flags:#x}{})",
         if plan.ns.bridge { ", via a bridge" } else { "" }
     );
-    let forked = match &into {
-        Some((dir, fd)) => match sys::clone_fork_into(flags, std::os::fd::AsFd::as_fd(fd)) {
-            Ok(f) => {
-                if let Some(dirs) = self_join.as_mut() {
-                    dirs.retain(|d| d != dir);
-                }
-                Ok(f)
-            }
-            // A kernel without CLONE_INTO_CGROUP: the init joins that directory itself.
-            Err(nix::errno::Errno::ENOSYS | nix::errno::Errno::E2BIG) => sys::clone_fork(flags),
-            Err(e) => Err(e),
-        },
-        None => sys::clone_fork(flags),
-    };
-    drop(into);
-    let first = match forked.ctx("clone", "container init")? {
+    let first = match clone_self_joining(flags, &mut self_join, "container init")? {
         Forked::Child => {
             let args = init::InitArgs {
                 plan,
