@@ -47,6 +47,13 @@ make_bundle() {
     grep -q '"/bin/true"' "$b/config.json" || { echo "bench: could not set args in $b/config.json" >&2; exit 1; }
 }
 
+# make_sleeper BUNDLE DIR: a copy of make_bundle's BUNDLE running `sleep 1000` (a container to exec into).
+make_sleeper() {
+    cp -a "$1" "$2"
+    sed -i 's/"\/bin\/true"/"\/bin\/sleep", "1000"/' "$2/config.json"
+    grep -q '"/bin/sleep"' "$2/config.json" || { echo "bench: could not set args in $2/config.json" >&2; exit 1; }
+}
+
 # cleanup_work WORK: on exit, delete what the runs left under WORK/root-<runtime> (a created container holds a
 # cgroup), then remove WORK.
 cleanup_work() {

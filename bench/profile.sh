@@ -55,7 +55,8 @@ PY
 
 echo
 echo "## 2. syscalls per verb (strace -f -c; run counts the container's /bin/true too, create its init until start)"
-printf '%-7s %9s %9s %9s %9s %9s %9s\n' runtime --version run create start state delete
+printf '%-7s %9s %9s %9s %9s %9s %9s %9s\n' runtime --version run create start state delete exec
+make_sleeper "$b" "$work/sleeper"
 count() { # FILE COMMAND…: strace's total for the command (and what it forks), written to FILE
     local out=$1
     shift
@@ -75,8 +76,12 @@ for n in "${names[@]:1}"; do
     wait "$tracer"
     count "$work/sa.txt" "$exe" --root "$r" state pc
     count "$work/d.txt" "$exe" --root "$r" delete -f pc
-    printf '%-7s %9s %9s %9s %9s %9s %9s\n' "$n" "$(total "$work/v.txt")" "$(total "$work/r.txt")" \
-        "$(total "$work/c.txt")" "$(total "$work/st.txt")" "$(total "$work/sa.txt")" "$(total "$work/d.txt")"
+    "$exe" --root "$r" run -d -b "$work/sleeper" px </dev/null >/dev/null 2>&1
+    count "$work/e.txt" "$exe" --root "$r" exec px /bin/true
+    "$exe" --root "$r" delete -f px >/dev/null 2>&1
+    printf '%-7s %9s %9s %9s %9s %9s %9s %9s\n' "$n" "$(total "$work/v.txt")" "$(total "$work/r.txt")" \
+        "$(total "$work/c.txt")" "$(total "$work/st.txt")" "$(total "$work/sa.txt")" "$(total "$work/d.txt")" \
+        "$(total "$work/e.txt")"
 done
 
 echo

@@ -15,6 +15,9 @@ work=$(mktemp -d /tmp/carte-bench.XXXXXX)
 trap 'cleanup_work "$work"' EXIT
 b=$work/bundle
 make_bundle "$b"
+# The exec row's container: the same bundle running sleep.
+sleeper=$work/sleeper
+make_sleeper "$b" "$sleeper"
 # Everything below is also kept for BENCH_README (tee is waited for before the README is written).
 exec 3>&1
 exec > >(tee "$work/report.txt" >&3)
@@ -26,6 +29,7 @@ cycle_cmds=()
 ver_cmds=()
 state_cmds=()
 par_cmds=()
+exec_cmds=()
 for n in "${names[@]}"; do
     if [ "$n" = floor ]; then
         run_cmds+=(-n floor "unshare --fork --pid --mount --uts --ipc --net --mount-proc chroot $b/rootfs /bin/true")
@@ -42,6 +46,8 @@ for n in "${names[@]}"; do
     cycle_cmds+=(-n "$n" "sh -c '$exe --root $r create -b $b c\$\$ && $exe --root $r start c\$\$ && while [ \"\$($exe --root $r state c\$\$ | grep -o stopped)\" != stopped ]; do :; done; $exe --root $r delete c\$\$'")
     ver_cmds+=(-n "$n" "$exe --version")
     state_cmds+=(-n "$n" "$exe --root $r state st")
+    guard=; [ "$n" = youki ] && guard="timeout -s KILL 10 "
+    exec_cmds+=(-n "$n" "$guard$exe --root $r exec ex /bin/true")
     # youki's foreground run can hang (above): not in the parallel row.
     [ "$n" = youki ] || par_cmds+=(-n "$n" "sh -c 'seq 50 | xargs -P2 -I{} sh -c \"$exe --root $r run -b $b p\$\$-{} >/dev/null\"'")
 done
@@ -74,6 +80,11 @@ for n in "${names[@]:1}"; do "${bin[$n]}" --root "$work/root-$n" create -b "$b" 
 hyperfine -N -w "$warmup" -r "$((runs * 2))" --export-json "$work/state.json" "${state_cmds[@]}" >/dev/null
 for n in "${names[@]:1}"; do "${bin[$n]}" --root "$work/root-$n" delete -f st >/dev/null 2>&1; done
 report "$work/state.json"
+echo; echo "## exec /bin/true in a running container (hyperfine -N)"
+for n in "${names[@]:1}"; do "${bin[$n]}" --root "$work/root-$n" run -d -b "$sleeper" ex </dev/null >/dev/null 2>&1; done
+hyperfine -N -w "$warmup" -r "$runs" --export-json "$work/exec.json" "${exec_cmds[@]}" >/dev/null
+for n in "${names[@]:1}"; do "${bin[$n]}" --root "$work/root-$n" delete -f ex >/dev/null 2>&1; done
+report "$work/exec.json"
 echo; echo "## 50 runs of /bin/true, 2 at a time (lifecycles per second = 50 / median)"
 hyperfine -w 1 -r 5 --export-json "$work/par.json" "${par_cmds[@]}" >/dev/null
 report "$work/par.json"

@@ -165,25 +165,24 @@ pub fn self_join_dirs(mgr: &AnyCgroupManager, path: &Path, userns: bool) -> Opti
     if userns || !matches!(mgr, AnyCgroupManager::V1(_)) {
         return None;
     }
-    v1_dirs(path)
+    joined_dirs(path)
 }
 
-/// The directories a process `exec` forks joins by itself, where the init did so too: the
-/// cgroupfs driver on a v1 or hybrid host (where libcgroups picks its v1 manager), a runtime
-/// that is root on the host (the process joins before it enters the container's user
-/// namespace). Told without building libcgroups' manager, which exec needs for nothing else.
+/// The directories a process `exec` forks joins by itself: those of the container's cgroup,
+/// which exists since `create`, with the cgroupfs driver and a runtime that is root on the host
+/// (the process joins before it enters the container's user namespace). On cgroup v2 (and the
+/// cgroup2 part of a hybrid host) it is born there instead (`clone_into`). Either way, no
+/// libcgroups manager is built, and no one moves another process, which takes the kernel's
+/// threadgroup lock (see `self_join_dirs`); runc, too, writes the exec'd pid into the
+/// container's cgroup directories without its manager's setup.
 pub fn exec_join_dirs(path: &Path, systemd: bool) -> Option<Vec<PathBuf>> {
-    if systemd
-        || path.as_os_str().is_empty()
-        || hierarchy::unified()
-        || crate::rootless::euid_rootless()
-    {
+    if systemd || path.as_os_str().is_empty() || crate::rootless::euid_rootless() {
         return None;
     }
-    v1_dirs(path)
+    joined_dirs(path)
 }
 
-fn v1_dirs(path: &Path) -> Option<Vec<PathBuf>> {
+fn joined_dirs(path: &Path) -> Option<Vec<PathBuf>> {
     // Every hierarchy the container belongs in (one directory each: `cpu,cpuacct` is one):
     // libcgroups' controllers, and also `name=systemd` and the hybrid cgroup2 one, where runc
     // places its init too. Found in the mount table read once (libcgroups' own lookup reads
