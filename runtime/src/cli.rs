@@ -276,3 +276,52 @@ pub struct EventsArgs {
     #[arg(long, default_value = "5s")]
     pub interval: String,
 }
+
+/// Whether a command line (`argv`, program name first) plainly names `create`, `run` or `exec`:
+/// its first word that is neither a global flag nor such a flag's value. Only a hint, read before
+/// clap parses anything (`selfexe::protect_early`); the parsed verb decides.
+pub fn enters_container<I: IntoIterator<Item = std::ffi::OsString>>(argv: I) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let mut words = argv.into_iter().skip(1);
+    while let Some(w) = words.next() {
+        match w.as_bytes() {
+            // The global flags that take their value as the next word.
+            b"--root" | b"--log" | b"--log-format" | b"--trace-file" | b"--rootless" => {
+                words.next();
+            }
+            f if f.starts_with(b"-") => {}
+            verb => return matches!(verb, b"create" | b"run" | b"exec"),
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::enters_container;
+
+    fn words(line: &str) -> Vec<std::ffi::OsString> {
+        line.split(' ').map(Into::into).collect()
+    }
+
+    #[test]
+    fn the_verb_is_found_past_global_flags_and_their_values() {
+        for yes in [
+            "carte run x",
+            "carte --root /run/create --log-format json create -b . x",
+            "carte --debug --systemd-cgroup --log run.log exec x sh",
+            "carte --rootless true run x",
+        ] {
+            assert!(enters_container(words(yes)), "{yes}");
+        }
+        for no in [
+            "carte",
+            "carte --version",
+            "carte --root run state x",
+            "carte --log exec delete run",
+            "carte state run",
+        ] {
+            assert!(!enters_container(words(no)), "{no}");
+        }
+    }
+}

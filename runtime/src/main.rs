@@ -51,6 +51,9 @@ pub extern "C" fn main(
 }
 
 fn verb() -> ! {
+    if carte::cli::enters_container(std::env::args_os()) {
+        carte::selfexe::protect_early();
+    }
     let cli = parse();
     if cli.version {
         print!("{}", version());
