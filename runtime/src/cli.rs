@@ -1,5 +1,8 @@
 //! The command line: runc's global flags and verbs, with runc's names and defaults, so containerd's
-//! go-runc and podman's conmon can call carte exactly as they call runc.
+//! go-runc and podman's conmon can call carte exactly as they call runc. The global flags come
+//! before the verb, as runc's (`runc state --root x` is "flag provided but not defined"): clap's
+//! `global = true` would copy each of them into all twenty verbs at every start, a sixth of the
+//! page faults of a `carte state`.
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -12,22 +15,22 @@ use std::path::PathBuf;
 )]
 pub struct Cli {
     /// Directory for container state (runc's --root; `$XDG_RUNTIME_DIR/carte` when rootless)
-    #[arg(long, global = true, default_value_os_t = crate::rootless::default_root())]
+    #[arg(long, default_value_os_t = crate::rootless::default_root())]
     pub root: PathBuf,
     /// Log file (default: stderr)
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub log: Option<String>,
     /// Log format: text or json
-    #[arg(long = "log-format", global = true, default_value = "text", value_parser = ["text", "json"])]
+    #[arg(long = "log-format", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
     /// Narrate every step of container creation on the log, with the time since start
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub debug: bool,
     /// Write every step as a Chrome trace event to FILE (open it in Perfetto or chrome://tracing)
-    #[arg(long = "trace-file", global = true, value_name = "FILE")]
+    #[arg(long = "trace-file", value_name = "FILE")]
     pub trace_file: Option<String>,
     /// Manage cgroups through systemd (cgroupsPath is slice:prefix:name)
-    #[arg(long = "systemd-cgroup", global = true)]
+    #[arg(long = "systemd-cgroup")]
     pub systemd_cgroup: bool,
     /// Accepted for runc compatibility (true|false|auto); given before the verb, as go-runc does
     #[arg(long = "rootless", hide = true)]

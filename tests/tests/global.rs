@@ -252,3 +252,31 @@ fn trace_file_shows_the_steps_of_each_process() {
     );
     ctx.assert_no_leaks(&id);
 }
+
+/// The global flags go before the verb, as with runc (urfave/cli: "flag provided but not defined"); after it
+/// they are refused with a non-zero exit, and nothing is done with the container named.
+#[test]
+fn global_flags_after_the_verb_are_refused() {
+    let Some(ctx) = Ctx::new() else { return };
+    let id = ctx.id("late-flag");
+    let mut b = ctx.bundle();
+    b.args(&["sleep", "100"]);
+    ctx.rt.create(&id, &b, &[]).ok();
+    let root = ctx.rt.root().display().to_string();
+    for flag in [["--root", root.as_str()], ["--log", "/dev/null"]] {
+        let out = std::process::Command::new(ctx.rt.bin())
+            .args(["state", flag[0], flag[1], &id])
+            .output()
+            .expect("run the runtime");
+        assert!(
+            !out.status.success(),
+            "state {} accepted after the verb",
+            flag[0]
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&flag[0][2..]), "{err}");
+    }
+    assert_eq!(ctx.rt.status(&id), "created");
+    ctx.rt.delete_force(&id).ok();
+    ctx.assert_no_leaks(&id);
+}
