@@ -94,8 +94,14 @@ impl State {
     }
 
     /// The state `create` (and `restore`) records for bundle `b` under `id`: its annotations and
-    /// the cgroup its config asks for (or carte's default for the id).
-    pub fn for_bundle(id: &str, b: &crate::bundle::Bundle, systemd: bool) -> State {
+    /// the cgroup its config asks for (or carte's default for the id; `cgroup_base`: see
+    /// `cgroups::rootless_base`).
+    pub fn for_bundle(
+        id: &str,
+        b: &crate::bundle::Bundle,
+        systemd: bool,
+        cgroup_base: Option<&Path>,
+    ) -> State {
         let mut st = State::new(
             id,
             b.dir.clone(),
@@ -114,7 +120,7 @@ impl State {
             .linux()
             .as_ref()
             .and_then(|l| l.cgroups_path().clone());
-        st.cgroup_path = crate::cgroups::path_for(spec_cg.as_deref(), id, systemd);
+        st.cgroup_path = crate::cgroups::path_for(spec_cg.as_deref(), id, systemd, cgroup_base);
         st.systemd_cgroup = systemd;
         st
     }

@@ -53,7 +53,8 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
     cgroups::check_systemd(o.systemd)?;
     let plan = plan::build(&b.spec)?;
     crate::tty::require_console(plan.proc.terminal, o.console)?;
-    let mut st = State::for_bundle(o.id, &b, o.systemd);
+    let base = cgroups::rootless_base(o.rootless_cgroups, o.systemd);
+    let mut st = State::for_bundle(o.id, &b, o.systemd, base.as_deref());
     let res = b.spec.linux().as_ref().and_then(|l| l.resources().as_ref());
     let no_cgroup = cgroups::skip_rootless(o.rootless_cgroups, &st.cgroup_path, o.systemd, res)?;
     if no_cgroup.is_some() {
