@@ -131,9 +131,14 @@ impl Rootless {
         pid.trim().parse().ok()
     }
 
-    /// The runtime's state entry for container `cid` (podman passes no `--root`).
+    /// The runtime's state entry for container `cid` (podman passes no `--root`): `$XDG_RUNTIME_DIR/carte` or
+    /// `…/runc`, by what the binary is — with `CARTE_BIN=/usr/sbin/runc`, `Rt::Carte` runs runc too.
     fn state_entry(&self, cid: &str) -> PathBuf {
-        self.user.xdg.join(self.rt.name()).join(cid)
+        let name = match self.rt {
+            Rt::Carte if !carte_tests::is_carte() => Rt::Runc.name(),
+            rt => rt.name(),
+        };
+        self.user.xdg.join(name).join(cid)
     }
 }
 
