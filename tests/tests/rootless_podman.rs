@@ -308,7 +308,8 @@ fn detached_exec_stop_rm(rt: Rt) {
 /// On a cgroup v2 host, with podman started in a subtree delegated to the user, `--memory` works: rootless podman
 /// with `--cgroup-manager cgroupfs` passes no `linux.cgroupsPath`, and the runtime puts the container below the
 /// parent of its own cgroup (runc's fs2 rule): `D/<id>`, which the user may create and write limits into. The
-/// container sees its own cgroup as `/` (podman's private cgroup namespace), and `rm` leaves only `launch` in D.
+/// container sees its own cgroup as `/` (podman's private cgroup namespace), `pause` freezes that cgroup, and `rm`
+/// leaves only `launch` in D.
 fn memory_limit_through_delegation(rt: Rt) {
     if !Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
         eprintln!("skipped: needs a cgroup v2 host (tests/vm/run.sh --systemd rootless_podman)");
@@ -373,6 +374,14 @@ fn memory_limit_through_delegation(rt: Rt) {
         "memory.max of {}",
         deleg.dir.join(&cid).display()
     );
+    // The later verbs find the cgroup create chose (it is in the runtime's state): pause freezes it.
+    let freeze = deleg.dir.join(&cid).join("cgroup.freeze");
+    r.podman(&["pause", &name]).ok();
+    let frozen = std::fs::read_to_string(&freeze).unwrap_or_default();
+    assert_eq!(frozen.trim(), "1", "{} after pause", freeze.display());
+    r.podman(&["unpause", &name]).ok();
+    let frozen = std::fs::read_to_string(&freeze).unwrap_or_default();
+    assert_eq!(frozen.trim(), "0", "{} after unpause", freeze.display());
     r.podman(&["rm", "-f", "-t", "0", &name]).ok();
     let clean =
         carte_tests::poll_until(carte_tests::AUDIT_GRACE, || deleg.children() == ["launch"]);
