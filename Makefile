@@ -40,7 +40,8 @@ test:
 # The cgroup v2 host (issue 15): Debian's kernel booted with cgroup_no_v1=all under qemu (TCG), the lifecycle,
 # cgroup, v2, verbs and rootless tests run there against carte and runc; `make test` runs it too. Pick test files with
 # CARTE_VM_TESTS="cgroup_v2 verbs"; logs in target/vm/. Then the same kernel with systemd as PID 1 (the systemd
-# cgroup driver, containerd with SystemdCgroup; logs in target/vm-systemd/). See tests/vm/run.sh.
+# cgroup driver, containerd with SystemdCgroup, rootless podman --memory through delegation; logs in
+# target/vm-systemd/). See tests/vm/run.sh.
 test-vm: build
 	tests/setup.sh
 	tests/vm/run.sh

@@ -35,7 +35,8 @@ tests/runc-parity.sh "$log/runc.log" 2>&1 | tee "$log/runc-summary.log"
 echo "== cgroup v2 guest (qemu TCG): carte and runc"
 tests/vm/run.sh 2>&1 | tee "$log/vm.log"
 # The same kernel with systemd as PID 1 (this host's root shared read-only, tests/vm/guest-systemd.sh): the
-# systemd cgroup driver and containerd with it (tests/tests/systemd_cgroup.rs), against carte and runc.
+# systemd cgroup driver and containerd with it (tests/tests/systemd_cgroup.rs), and rootless podman with --memory
+# through a delegated cgroup v2 subtree (tests/tests/rootless_podman.rs), against carte and runc.
 echo "== systemd guest (qemu TCG): carte and runc"
 tests/vm/run.sh --systemd 2>&1 | tee "$log/vm-systemd.log"
 # ---- end of the cgroup v2 guest -----------------------------------------------------------------------------------

@@ -94,8 +94,14 @@ impl State {
     }
 
     /// The state `create` (and `restore`) records for bundle `b` under `id`: its annotations and
-    /// the cgroup its config asks for (or carte's default for the id).
-    pub fn for_bundle(id: &str, b: &crate::bundle::Bundle, systemd: bool) -> State {
+    /// the cgroup its config asks for (or carte's default for the id; `cgroup_base`: see
+    /// `cgroups::rootless_base`).
+    pub fn for_bundle(
+        id: &str,
+        b: &crate::bundle::Bundle,
+        systemd: bool,
+        cgroup_base: Option<&Path>,
+    ) -> State {
         let mut st = State::new(
             id,
             b.dir.clone(),
@@ -109,19 +115,24 @@ impl State {
             .unwrap_or_default()
             .into_iter()
             .collect();
-        st.cgroup_path = Self::cgroup_path_for(b, id, systemd);
+        st.cgroup_path = Self::cgroup_path_for(b, id, systemd, cgroup_base);
         st.systemd_cgroup = systemd;
         st
     }
 
-    /// The cgroup a container of bundle `b` gets (before any rootless decision).
-    pub fn cgroup_path_for(b: &crate::bundle::Bundle, id: &str, systemd: bool) -> PathBuf {
+    /// The cgroup a container of bundle `b` gets (`cgroup_base`: see `cgroups::rootless_base`).
+    pub fn cgroup_path_for(
+        b: &crate::bundle::Bundle,
+        id: &str,
+        systemd: bool,
+        cgroup_base: Option<&Path>,
+    ) -> PathBuf {
         let spec_cg = b
             .spec
             .linux()
             .as_ref()
             .and_then(|l| l.cgroups_path().clone());
-        crate::cgroups::path_for(spec_cg.as_deref(), id, systemd)
+        crate::cgroups::path_for(spec_cg.as_deref(), id, systemd, cgroup_base)
     }
 }
 

@@ -6,7 +6,7 @@ use crate::cgroups;
 use crate::error::Result;
 use crate::state::{self, ContainerDir, State};
 use std::os::fd::AsFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Kill the init (verified by start time, through a pidfd) and every process in the cgroup,
@@ -76,8 +76,9 @@ pub fn destroy(dir: ContainerDir, st: &State) -> Result<()> {
 }
 
 /// What survives of a container whose state.json is unreadable: the id alone gives the default
-/// cgroup path, and the copied config.json may name another.
-pub fn fallback_state(dir: &ContainerDir, systemd: bool) -> State {
+/// cgroup path, and the copied config.json may name another (`cgroup_base` as at create: a
+/// rootless delete on v2 run from the cgroup create ran in finds the container's).
+pub fn fallback_state(dir: &ContainerDir, systemd: bool, cgroup_base: Option<&Path>) -> State {
     let cfg: Option<oci_spec::runtime::Spec> = std::fs::read(dir.path.join(state::CONFIG_COPY))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok());
@@ -87,7 +88,7 @@ pub fn fallback_state(dir: &ContainerDir, systemd: bool) -> State {
         .and_then(|l| l.cgroups_path().clone());
     State {
         id: dir.id.clone(),
-        cgroup_path: cgroups::path_for(spec_path.as_deref(), &dir.id, systemd),
+        cgroup_path: cgroups::path_for(spec_path.as_deref(), &dir.id, systemd, cgroup_base),
         systemd_cgroup: systemd,
         ..State::default()
     }

@@ -20,6 +20,27 @@ pub fn contains_token(hay: &str, id: &str) -> bool {
     })
 }
 
+/// Whether the cgroup directory named `name` is `id`'s: the id as a whole token (the cgroupfs drivers' `…/<id>`,
+/// or `<id>` inside an engine's name), or a systemd scope `<prefix>-<id>.scope` (the systemd driver's unit for
+/// `slice:prefix:<id>`, runc's `getUnitName`), where `-` and `.` glue the id to its neighbours so that the token
+/// match misses it. The prefix must be there: `-<id>.scope` alone names no unit of ours.
+pub fn cgroup_name_is(name: &str, id: &str) -> bool {
+    contains_token(name, id)
+        || name
+            .strip_suffix(".scope")
+            .and_then(|unit| unit.strip_suffix(id))
+            .and_then(|prefix| prefix.strip_suffix('-'))
+            .is_some_and(|prefix| !prefix.is_empty())
+}
+
+/// Whether a `/proc/PID/cgroup` text puts the process in a cgroup of `id`'s (any component of any line).
+fn in_cgroup_of(proc_cgroup: &str, id: &str) -> bool {
+    proc_cgroup
+        .lines()
+        .filter_map(|l| l.splitn(3, ':').nth(2))
+        .any(|path| path.split('/').any(|c| cgroup_name_is(c, id)))
+}
+
 /// Everything `id` (or the watched `dirs`) left behind. Processes and cgroups get up to `grace` to disappear,
 /// because a killed init is reaped by the host's pid 1 asynchronously.
 pub fn leaks(rt: &Runtime, id: &str, dirs: &[PathBuf], grace: Duration) -> Vec<String> {
@@ -117,7 +138,7 @@ pub fn processes(id: &str) -> Vec<String> {
         if reaped_by_host_init(&e.path()) {
             continue;
         }
-        if contains_token(&cmdline, id) || contains_token(&cgroup, id) {
+        if contains_token(&cmdline, id) || in_cgroup_of(&cgroup, id) {
             found.push(format!("process {name} `{}`", cmdline.trim()));
         }
     }
@@ -173,5 +194,39 @@ mod tests {
         assert!(!contains_token("ct-1-1-xy", "ct-1-1-x"));
         assert!(!contains_token("act-1-1-x", "ct-1-1-x"));
         assert!(!contains_token("ct-1-11-x", "ct-1-1-x"));
+    }
+
+    #[test]
+    fn systemd_scopes_are_found_by_their_unit_name() {
+        let id = "ct-1-1-x";
+        for hit in [
+            "ct-1-1-x",
+            "carte-ct-1-1-x.scope",
+            "cri-containerd-ct-1-1-x.scope",
+        ] {
+            assert!(cgroup_name_is(hit, id), "{hit}");
+        }
+        // The token match alone misses a scope: `-` and `.` are id characters.
+        assert!(!contains_token("carte-ct-1-1-x.scope", id));
+        for miss in [
+            "carte-ct-1-1-xy.scope",
+            "carte-ct-1-11-x.scope",
+            "carte-act-1-1-x.scope",
+            "-ct-1-1-x.scope",
+            "ct-1-1-x.scope.d",
+            "carte-ct-1-1-x.slice",
+            "carte-ct-1-1-x-y.scope",
+        ] {
+            assert!(!cgroup_name_is(miss, id), "{miss}");
+        }
+        let proc_cgroup = "0::/system.slice/carte-ct-1-1-x.scope\n";
+        assert!(in_cgroup_of(proc_cgroup, id));
+        assert!(in_cgroup_of("4:memory:/carte/ct-1-1-x\n", id));
+        assert!(!in_cgroup_of(
+            "0::/system.slice/carte-ct-1-1-xy.scope\n",
+            id
+        ));
+        // The controller field is not a path: an id there is no cgroup.
+        assert!(!in_cgroup_of("1:name=ct-1-1-x:/\n", id));
     }
 }

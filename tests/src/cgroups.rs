@@ -84,7 +84,8 @@ pub fn read_limit(
     Some((h.v2, text.trim().to_string()))
 }
 
-/// Cgroup directories anywhere (bounded depth) in any hierarchy whose name contains `id` as a whole token.
+/// Cgroup directories anywhere (bounded depth) in any hierarchy whose name is `id`'s (`audit::cgroup_name_is`:
+/// the id as a whole token, or a systemd scope `<prefix>-<id>.scope`).
 pub fn dirs_matching(id: &str) -> Vec<PathBuf> {
     let mut found = Vec::new();
     for h in hierarchies() {
@@ -105,7 +106,7 @@ fn walk(dir: &Path, id: &str, depth: usize, found: &mut Vec<PathBuf>) {
             continue;
         }
         let path = e.path();
-        if crate::audit::contains_token(&e.file_name().to_string_lossy(), id) {
+        if crate::audit::cgroup_name_is(&e.file_name().to_string_lossy(), id) {
             found.push(path.clone());
         }
         walk(&path, id, depth + 1, found);

@@ -330,63 +330,133 @@ fn verbs_without_a_cgroup() {
     w.assert_nothing_left(&id);
 }
 
-/// On a cgroup v2 host, a subtree delegated to the user (its directory and `cgroup.procs`, `cgroup.subtree_control`,
-/// `cgroup.threads` chowned, as systemd's `Delegate=yes` does) is used: the container's cgroup is made at its
-/// `cgroupsPath` below it, with its limits, and the container sees it as its root. The runtime must start inside
-/// the subtree: moving the init from elsewhere needs write access to the common ancestor's `cgroup.procs`.
+/// A subtree delegated to the user on a cgroup v2 host: D = `/sys/fs/cgroup/<user>-deleg`, its directory and
+/// `cgroup.procs`, `cgroup.subtree_control`, `cgroup.threads` chowned (as systemd's `Delegate=yes` does), and
+/// `D/launch`, the user's, where the runtime starts: moving the init from elsewhere would need write access to
+/// the common ancestor's `cgroup.procs`. `None` (after saying so) on v1 and hybrid hosts, which delegate nothing.
+struct Delegated {
+    dir: PathBuf,
+    launch: PathBuf,
+}
+
+impl Delegated {
+    fn new(w: &World) -> Option<Delegated> {
+        if !Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+            eprintln!("skipped: needs a cgroup v2 host (tests/vm/run.sh rootless)");
+            return None;
+        }
+        let dir = Path::new("/sys/fs/cgroup").join(format!("{}-deleg", w.user.name));
+        let launch = dir.join("launch");
+        for d in [&dir, &launch] {
+            if let Err(e) = std::fs::create_dir(d) {
+                panic!("mkdir {}: {e}", d.display());
+            }
+        }
+        let owner = Some(nix::unistd::Uid::from_raw(w.user.uid));
+        let group = Some(nix::unistd::Gid::from_raw(w.user.gid));
+        for f in [
+            "",
+            "cgroup.procs",
+            "cgroup.subtree_control",
+            "cgroup.threads",
+        ] {
+            let p = dir.join(f);
+            if let Err(e) = nix::unistd::chown(&p, owner, group) {
+                panic!("chown {}: {e}", p.display());
+            }
+        }
+        w.user.chown(&launch);
+        Some(Delegated { dir, launch })
+    }
+
+    /// D's path below the hierarchy's root, as `/proc/PID/cgroup` shows it.
+    fn cgroup(&self) -> String {
+        let rel = self.dir.strip_prefix("/sys/fs/cgroup").unwrap_or(&self.dir);
+        format!("/{}", rel.display())
+    }
+
+    /// The runtime as the user with `args`, started from `launch` by a shell that moves itself there first.
+    #[track_caller]
+    fn rt(&self, w: &World, args: &[&str]) -> Out {
+        let argv = w.user.argv(&[], &w.bin, args);
+        let mut cmd = std::process::Command::new("sh");
+        cmd.args(["-c", "echo $$ > \"$0/cgroup.procs\" && exec \"$@\""])
+            .arg(&self.launch)
+            .args(&argv)
+            .current_dir(&w.bundle);
+        carte_tests::engines::run(cmd)
+    }
+
+    /// The container's cgroup `D/<id>` is gone; then `launch` and D are removed.
+    #[track_caller]
+    fn remove(self, id: &str) {
+        let gone =
+            carte_tests::poll_until(carte_tests::AUDIT_GRACE, || !self.dir.join(id).exists());
+        assert!(gone, "{} left", self.dir.join(id).display());
+        for d in [&self.launch, &self.dir] {
+            let removed = carte_tests::poll_until(carte_tests::AUDIT_GRACE, || {
+                std::fs::remove_dir(d).is_ok() || !d.exists()
+            });
+            assert!(removed, "rmdir {}", d.display());
+        }
+    }
+}
+
+/// On a cgroup v2 host, a subtree delegated to the user is used: the container's cgroup is made at its
+/// `cgroupsPath` below it, with its limits, and the container sees it as its root.
 /// Runs in the v2 guest (`tests/vm/run.sh rootless`); v1 and hybrid hosts have no delegation and skip it.
 #[test]
 fn delegated_v2_subtree_gets_limits() {
-    if !Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
-        eprintln!("skipped: needs a cgroup v2 host (tests/vm/run.sh rootless)");
-        return;
-    }
     let Some(w) = world(&["sh", "-c", "cat /sys/fs/cgroup/pids.max /proc/self/cgroup"]) else {
         return;
     };
-    let top = format!("{}-deleg", w.user.name);
-    let deleg = Path::new("/sys/fs/cgroup").join(&top);
-    let launch = deleg.join("launch");
-    for d in [&deleg, &launch] {
-        if let Err(e) = std::fs::create_dir(d) {
-            panic!("mkdir {}: {e}", d.display());
-        }
-    }
-    let owner = Some(nix::unistd::Uid::from_raw(w.user.uid));
-    let group = Some(nix::unistd::Gid::from_raw(w.user.gid));
-    for f in [
-        "",
-        "cgroup.procs",
-        "cgroup.subtree_control",
-        "cgroup.threads",
-    ] {
-        let p = deleg.join(f);
-        if let Err(e) = nix::unistd::chown(&p, owner, group) {
-            panic!("chown {}: {e}", p.display());
-        }
-    }
-    w.user.chown(&launch);
+    let Some(d) = Delegated::new(&w) else { return };
     let id = carte_tests::unique_id("rl-v2");
     w.edit(|c| {
-        c["linux"]["cgroupsPath"] = json!(format!("/{top}/{id}"));
+        c["linux"]["cgroupsPath"] = json!(format!("{}/{id}", d.cgroup()));
         c["linux"]["resources"] = json!({"pids": {"limit": 20}});
     });
-    let argv = w.user.argv(&[], &w.bin, &["run", &id]);
-    let mut cmd = std::process::Command::new("sh");
-    cmd.args(["-c", "echo $$ > \"$0/cgroup.procs\" && exec \"$@\""])
-        .arg(&launch)
-        .args(&argv)
-        .current_dir(&w.bundle);
-    let out = carte_tests::engines::run(cmd).ok();
+    let out = d.rt(&w, &["run", &id]).ok();
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(lines, ["20", "0::/"], "{out}");
-    let gone = carte_tests::poll_until(carte_tests::AUDIT_GRACE, || !deleg.join(&id).exists());
-    assert!(gone, "{} left", deleg.join(&id).display());
+    d.remove(&id);
     w.assert_nothing_left(&id);
-    for d in [&launch, &deleg] {
-        let removed = carte_tests::poll_until(carte_tests::AUDIT_GRACE, || {
-            std::fs::remove_dir(d).is_ok() || !d.exists()
-        });
-        assert!(removed, "rmdir {}", d.display());
-    }
+}
+
+/// runc's rule for a rootless runtime on cgroup v2 (opencontainers/cgroups `fs2/defaultpath.go`): a relative
+/// `cgroupsPath` goes below the parent of the runtime's own cgroup — started in `D/launch`, the container is in
+/// `D/<path>`, which the user may create and limit; `kill` and `delete` find it there, and `delete` removes it.
+/// (Without a `cgroupsPath` the id is the relative path: rootless podman's case, tests/tests/rootless_podman.rs.)
+#[test]
+fn delegated_v2_relative_path_follows_runcs_rule() {
+    let Some(w) = world(&["sleep", "300"]) else {
+        return;
+    };
+    let Some(d) = Delegated::new(&w) else { return };
+    let id = carte_tests::unique_id("rl-rel");
+    w.edit(|c| {
+        c["linux"]["cgroupsPath"] = json!(id);
+        c["linux"]["resources"] = json!({"pids": {"limit": 20}});
+    });
+    d.rt(&w, &["run", "-d", &id]).ok();
+    let pid = w.rt(&["state", &id]).ok().json()["pid"]
+        .as_i64()
+        .unwrap_or(-1);
+    let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+    assert_eq!(
+        cg.trim(),
+        format!("0::{}/{id}", d.cgroup()),
+        "cgroup of the init (pid {pid})"
+    );
+    let max = std::fs::read_to_string(d.dir.join(&id).join("pids.max")).unwrap_or_default();
+    assert_eq!(max.trim(), "20");
+    w.rt(&["kill", &id, "KILL"]).ok();
+    assert!(
+        carte_tests::poll_until(Duration::from_secs(10), || state_of(&w, &id) == "stopped"),
+        "still {}",
+        state_of(&w, &id)
+    );
+    w.rt(&["delete", &id]).ok();
+    d.remove(&id);
+    w.assert_nothing_left(&id);
 }

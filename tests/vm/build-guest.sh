@@ -54,6 +54,13 @@ for t in "$@"; do
     echo "$t" >>"$out/tests.txt"
 done
 cp "$out/tests.txt" "$stage/tests/list"
+# Files whose scenarios each run with carte and with runc themselves (`per_runtime!`: the engine tests,
+# rootless_podman): the guest runs them once, not once per runtime pass, where CARTE_BIN=runc would make their
+# "carte" half a second runc that looks for carte's state (tests/runc-parity.sh skips them on the host alike).
+: >"$stage/tests/both"
+for t in "$@"; do
+    if grep -q '^per_runtime!' "tests/tests/$t.rs"; then echo "$t" >>"$stage/tests/both"; fi
+done
 
 # CARTE_VM_EXTRA: more host executables, at their own paths (bench/vm.sh brings crun and hyperfine).
 # shellcheck disable=SC2206  # a space-separated list on purpose

@@ -13,18 +13,25 @@ export PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root TMPDIR=/tmp
 res=/dev/ttyS1
 say() { echo "$*" >$res; echo "vm: $*"; }
 
-# Each test executable of /tests/list against each runtime of /tests/runtimes, between marker lines.
+# Each test executable of /tests/list against each runtime of /tests/runtimes, between marker lines. A file of
+# /tests/both runs each scenario with carte and with runc by itself: once, in the first pass, marked `both`.
 run_tests() {
     args=$(cat /tests/args 2>/dev/null)
+    first=$(cut -d' ' -f1 /tests/runtimes)
     for rt in $(cat /tests/runtimes); do
         for t in $(cat /tests/list); do
-            say "== vm begin $rt $t"
+            label=$rt bin=/usr/sbin/$rt
+            if grep -qx "$t" /tests/both 2>/dev/null; then
+                [ "$rt" = "$first" ] || continue
+                label=both bin=/usr/sbin/carte
+            fi
+            say "== vm begin $label $t"
             start=$(date +%s)
             # shellcheck disable=SC2086  # args are test-harness flags, split on purpose
             # shellcheck disable=SC2046  # VAR=value words of /tests/env (CARTE_VM_ENV)
-            env $(cat /tests/env 2>/dev/null) CARTE_BIN=/usr/sbin/$rt timeout -s KILL 900 /tests/$t $args >$res 2>&1
+            env $(cat /tests/env 2>/dev/null) CARTE_BIN=$bin timeout -s KILL 900 /tests/$t $args >$res 2>&1
             rc=$?
-            say "== vm end $rt $t rc=$rc seconds=$(($(date +%s) - start))"
+            say "== vm end $label $t rc=$rc seconds=$(($(date +%s) - start))"
         done
     done
     [ -x /tests/after.sh ] && /tests/after.sh >$res 2>&1

@@ -5,10 +5,12 @@
 pub mod early;
 pub mod hierarchy;
 pub mod limits;
+mod placement;
 mod remove;
 mod stats;
 mod unit_path;
 
+pub use placement::{path_for, rootless_base};
 pub use unit_path::fs_path;
 
 use crate::error::{Error, Result};
@@ -22,16 +24,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
-
-/// runc's rule with carte's prefix: `linux.cgroupsPath` if given, else `/carte/<id>` for the fs
-/// drivers and `system.slice:carte:<id>` for systemd.
-pub fn path_for(spec_path: Option<&Path>, id: &str, systemd: bool) -> PathBuf {
-    match spec_path {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ if systemd => PathBuf::from(format!("system.slice:carte:{id}")),
-        _ => PathBuf::from(format!("/carte/{id}")),
-    }
-}
 
 /// Why an unprivileged runtime goes without a cgroup for this container (a warning to log), if it does: it cannot create
 /// the cgroup at `path` (cgroup v1 is never delegated to users; on v2 a path outside the user's
@@ -538,18 +530,5 @@ mod tests {
         for ok in ["/carte/c1", "c1", "/a/b/c", "/a.b/..c"] {
             assert!(check_path(Path::new(ok), false).is_ok(), "{ok:?}");
         }
-    }
-
-    #[test]
-    fn default_paths() {
-        assert_eq!(path_for(None, "c1", false), PathBuf::from("/carte/c1"));
-        assert_eq!(
-            path_for(None, "c1", true),
-            PathBuf::from("system.slice:carte:c1")
-        );
-        assert_eq!(
-            path_for(Some(Path::new("/x/y")), "c1", false),
-            PathBuf::from("/x/y")
-        );
     }
 }

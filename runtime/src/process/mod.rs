@@ -49,8 +49,9 @@ pub struct Created {
 pub fn create(o: &CreateOpts) -> Result<Created> {
     state::validate_id(o.id)?;
     let b = bundle::load(o.bundle)?;
+    // Rootless, there is no thread (`Early::start`), so no rootless base is needed for its path.
     let early = cgroups::early::Early::start(
-        &State::cgroup_path_for(&b, o.id, o.systemd),
+        &State::cgroup_path_for(&b, o.id, o.systemd, None),
         o.systemd,
         o.id,
         o.rootless_cgroups,
@@ -59,7 +60,8 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
     cgroups::check_systemd(o.systemd)?;
     let plan = plan::build(&b.spec)?;
     crate::tty::require_console(plan.proc.terminal, o.console)?;
-    let mut st = State::for_bundle(o.id, &b, o.systemd);
+    let base = cgroups::rootless_base(o.rootless_cgroups, o.systemd);
+    let mut st = State::for_bundle(o.id, &b, o.systemd, base.as_deref());
     let res = b.spec.linux().as_ref().and_then(|l| l.resources().as_ref());
     let no_cgroup = cgroups::skip_rootless(o.rootless_cgroups, &st.cgroup_path, o.systemd, res)?;
     if no_cgroup.is_some() {

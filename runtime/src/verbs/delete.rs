@@ -18,7 +18,9 @@ pub fn run(cli: &Cli, a: &DeleteArgs) -> Result<i32> {
         Ok(st) => st,
         Err(e) => {
             log::warn!("container {}: {e}; cleaning up from what survives", a.id);
-            crate::teardown::fallback_state(&dir, cli.systemd_cgroup)
+            let rootless = crate::rootless::cgroups_rootless(cli.rootless_mode.as_deref());
+            let base = crate::cgroups::rootless_base(rootless, cli.systemd_cgroup);
+            crate::teardown::fallback_state(&dir, cli.systemd_cgroup, base.as_deref())
         }
     };
     let status = state::status(&dir.path, &st);

@@ -122,7 +122,9 @@ fn image_dir(given: Option<&Path>) -> Result<PathBuf> {
 
 /// The state `create` would record for this bundle under this id (the cgroup is the new id's).
 fn new_state(cli: &Cli, a: &RestoreArgs, b: &Bundle) -> State {
-    let mut st = State::for_bundle(&a.id, b, cli.systemd_cgroup);
+    let rootless = crate::rootless::cgroups_rootless(cli.rootless_mode.as_deref());
+    let base = crate::cgroups::rootless_base(rootless, cli.systemd_cgroup);
+    let mut st = State::for_bundle(&a.id, b, cli.systemd_cgroup, base.as_deref());
     st.pid_file = a
         .pid_file
         .as_deref()
