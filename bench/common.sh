@@ -54,6 +54,17 @@ make_sleeper() {
     grep -q '"/bin/sleep"' "$2/config.json" || { echo "bench: could not set args in $2/config.json" >&2; exit 1; }
 }
 
+# make_work NAME: a fresh directory for the bundles and the runtimes' state roots, on a tmpfs of its own (mounted in
+# the private namespace: the host never sees it). Real hosts keep runtime state on a tmpfs (/run: runc's, crun's and
+# containerd's roots); this VM's /run and /tmp are on ext4, where replacing a file by a rename (carte's atomic
+# state.json) makes ext4 write the new file out first (auto_da_alloc) and the runtime wait for the disk.
+make_work() {
+    local w
+    w=$(mktemp -d "/tmp/$1.XXXXXX")
+    mount -t tmpfs -o mode=0755 tmpfs "$w"
+    echo "$w"
+}
+
 # cleanup_work WORK: on exit, delete what the runs left under WORK/root-<runtime> (a created container holds a
 # cgroup), then remove WORK.
 cleanup_work() {
@@ -64,6 +75,7 @@ cleanup_work() {
             [ -d "$c" ] && "${bin[${r##*/root-}]:-true}" --root "$r" delete -f "$(basename "$c")" >/dev/null 2>&1
         done
     done
+    umount "$w" 2>/dev/null
     rm -rf "$w"
 }
 

@@ -14,7 +14,7 @@
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 enter_bench_namespace "$0" "$@"
-work=$(mktemp -d /tmp/carte-profile.XXXXXX)
+work=$(make_work carte-profile)
 cleanup() {
     umount "$work/carte-ro" 2>/dev/null || true
     cleanup_work "$work"

@@ -11,7 +11,7 @@ runs=${RUNS:-40}
 warmup=${WARMUP:-5}
 . "$(dirname "$0")/common.sh"
 enter_bench_namespace "$0" "$@"
-work=$(mktemp -d /tmp/carte-bench.XXXXXX)
+work=$(make_work carte-bench)
 trap 'cleanup_work "$work"' EXIT
 b=$work/bundle
 make_bundle "$b"
