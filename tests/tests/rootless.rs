@@ -94,6 +94,18 @@ impl World {
         let list = self.rt(&["list", "-q"]).ok();
         assert!(!list.stdout.contains(id), "{list}");
     }
+
+    /// `kill ID KILL`, wait until it is stopped, `delete ID`.
+    #[track_caller]
+    fn kill_and_delete(&self, id: &str) {
+        self.rt(&["kill", id, "KILL"]).ok();
+        assert!(
+            carte_tests::poll_until(Duration::from_secs(10), || state_of(self, id) == "stopped"),
+            "still {}",
+            state_of(self, id)
+        );
+        self.rt(&["delete", id]).ok();
+    }
 }
 
 fn world(args: &[&str]) -> Option<World> {
@@ -235,13 +247,7 @@ fn detached_exec_kill_delete_as_user() {
     );
     let code = w.rt(&["exec", &id, "sh", "-c", "exit 7"]);
     assert_eq!(code.code(), 7, "{code}");
-    w.rt(&["kill", &id, "KILL"]).ok();
-    assert!(
-        carte_tests::poll_until(Duration::from_secs(10), || state_of(&w, &id) == "stopped"),
-        "still {}",
-        state_of(&w, &id)
-    );
-    w.rt(&["delete", &id]).ok();
+    w.kill_and_delete(&id);
     w.assert_nothing_left(&id);
 }
 
@@ -450,13 +456,7 @@ fn delegated_v2_relative_path_follows_runcs_rule() {
     );
     let max = std::fs::read_to_string(d.dir.join(&id).join("pids.max")).unwrap_or_default();
     assert_eq!(max.trim(), "20");
-    w.rt(&["kill", &id, "KILL"]).ok();
-    assert!(
-        carte_tests::poll_until(Duration::from_secs(10), || state_of(&w, &id) == "stopped"),
-        "still {}",
-        state_of(&w, &id)
-    );
-    w.rt(&["delete", &id]).ok();
+    w.kill_and_delete(&id);
     d.remove(&id);
     w.assert_nothing_left(&id);
 }

@@ -120,10 +120,10 @@ pub fn spawn(st: &State, spec: &Spec, plan: &ProcPlan, o: &ExecOpts) -> Result<S
             .ctx("sched_setaffinity", "execCPUAffinity.initial")?;
     }
     let (parent, child) = sync::pair()?;
-    // On cgroup v1 the process joins the container's cgroup by itself, as the init did: moving
-    // it from here would take the kernel's threadgroup lock, an RCU grace period of 7 to 20 ms
-    // on this host (see `cgroups::self_join_dirs`), after a ~1.5 ms libcgroups v1 manager.
-    // With `--cgroup`, the sub-cgroups are joined from here after the container's cgroup.
+    // The process is born in the container's cgroup2 directory and joins the v1 hierarchies by
+    // itself, as the init did: moving it from here would take the kernel's threadgroup lock, an
+    // RCU grace period of 7 to 20 ms on this host (see `cgroups::self_join_dirs`), after a
+    // ~1.5 ms libcgroups v1 manager. With `--cgroup`, this process places it, sub-cgroups last.
     let mut self_join = match o.sub_cgroups.is_empty() {
         true => crate::cgroups::exec_join_dirs(&st.cgroup_path, st.systemd_cgroup),
         false => None,
