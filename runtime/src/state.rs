@@ -115,22 +115,21 @@ impl State {
             .unwrap_or_default()
             .into_iter()
             .collect();
-        st.cgroup_path = Self::cgroup_path_for(b, id, systemd, cgroup_base);
+        st.cgroup_path = Self::cgroup_path_for(Some(&b.spec), id, systemd, cgroup_base);
         st.systemd_cgroup = systemd;
         st
     }
 
-    /// The cgroup a container of bundle `b` gets (`cgroup_base`: see `cgroups::rootless_base`).
+    /// The cgroup a container with config `spec` gets (carte's default for the id without one;
+    /// `cgroup_base`: see `cgroups::rootless_base`).
     pub fn cgroup_path_for(
-        b: &crate::bundle::Bundle,
+        spec: Option<&oci_spec::runtime::Spec>,
         id: &str,
         systemd: bool,
         cgroup_base: Option<&Path>,
     ) -> PathBuf {
-        let spec_cg = b
-            .spec
-            .linux()
-            .as_ref()
+        let spec_cg = spec
+            .and_then(|s| s.linux().as_ref())
             .and_then(|l| l.cgroups_path().clone());
         crate::cgroups::path_for(spec_cg.as_deref(), id, systemd, cgroup_base)
     }

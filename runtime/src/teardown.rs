@@ -6,7 +6,7 @@ use crate::cgroups;
 use crate::error::Result;
 use crate::state::{self, ContainerDir, State};
 use std::os::fd::AsFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 /// Kill the init (verified by start time, through a pidfd) and every process in the cgroup,
@@ -82,13 +82,9 @@ pub fn fallback_state(dir: &ContainerDir, systemd: bool, cgroup_base: Option<&Pa
     let cfg: Option<oci_spec::runtime::Spec> = std::fs::read(dir.path.join(state::CONFIG_COPY))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok());
-    let spec_path: Option<PathBuf> = cfg
-        .as_ref()
-        .and_then(|s| s.linux().as_ref())
-        .and_then(|l| l.cgroups_path().clone());
     State {
         id: dir.id.clone(),
-        cgroup_path: cgroups::path_for(spec_path.as_deref(), &dir.id, systemd, cgroup_base),
+        cgroup_path: State::cgroup_path_for(cfg.as_ref(), &dir.id, systemd, cgroup_base),
         systemd_cgroup: systemd,
         ..State::default()
     }

@@ -128,7 +128,6 @@ pub fn spawn(st: &State, spec: &Spec, plan: &ProcPlan, o: &ExecOpts) -> Result<S
         true => crate::cgroups::exec_join_dirs(&st.cgroup_path, st.systemd_cgroup),
         false => None,
     };
-    let joins_itself = self_join.is_some();
     log::debug!("clone the exec process for container {}", st.id);
     match super::clone_self_joining(0, &mut self_join, "exec process")? {
         Forked::Child => {
@@ -158,7 +157,7 @@ pub fn spawn(st: &State, spec: &Spec, plan: &ProcPlan, o: &ExecOpts) -> Result<S
             drop(child);
             drop(console);
             // A rootless container without a cgroup (see `cgroups::skip_rootless`) has none to join.
-            if !st.cgroup_path.as_os_str().is_empty() && !joins_itself {
+            if !st.cgroup_path.as_os_str().is_empty() && self_join.is_none() {
                 let mgr = crate::cgroups::manager(&st.cgroup_path, st.systemd_cgroup, &st.id)?;
                 crate::cgroups::join_and_apply(&mgr, &st.cgroup_path, pid, None)?;
             }

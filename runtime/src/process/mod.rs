@@ -49,9 +49,9 @@ pub struct Created {
 pub fn create(o: &CreateOpts) -> Result<Created> {
     state::validate_id(o.id)?;
     let b = bundle::load(o.bundle)?;
-    // Rootless, there is no thread (`Early::start`), so no rootless base is needed for its path.
+    let base = cgroups::rootless_base(o.rootless_cgroups, o.systemd);
     let early = cgroups::early::Early::start(
-        &State::cgroup_path_for(&b, o.id, o.systemd, None),
+        &State::cgroup_path_for(Some(&b.spec), o.id, o.systemd, base.as_deref()),
         o.systemd,
         o.id,
         o.rootless_cgroups,
@@ -60,7 +60,6 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
     cgroups::check_systemd(o.systemd)?;
     let plan = plan::build(&b.spec)?;
     crate::tty::require_console(plan.proc.terminal, o.console)?;
-    let base = cgroups::rootless_base(o.rootless_cgroups, o.systemd);
     let mut st = State::for_bundle(o.id, &b, o.systemd, base.as_deref());
     let res = b.spec.linux().as_ref().and_then(|l| l.resources().as_ref());
     let no_cgroup = cgroups::skip_rootless(o.rootless_cgroups, &st.cgroup_path, o.systemd, res)?;
