@@ -103,6 +103,7 @@ if [ -n "${CARTE_VM_SYSTEMD:-}" ]; then
     done
     install -m 0755 tests/vm/guest-systemd.sh "$stage/tests/guest-systemd.sh"
     : >"$stage/tests/systemd"
+    echo "$root" >"$stage/tests/worktree"
 fi
 
 printf 'root:x:0:0:root:/root:/bin/sh\n' >"$stage/etc/passwd"

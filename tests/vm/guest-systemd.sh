@@ -82,6 +82,20 @@ EOF
 
 # /tmp on a tmpfs of its own, as Debian's tmp.mount makes it: the tests' bundles and containerd's overlay
 # snapshots live there, and overlayfs refuses an upper directory on the overlay root.
+# A worktree below /tmp (the README's `git clone . /tmp/x`) would vanish under it, and with it the image
+# archives the engine tests read from its target/: its overlay view is kept aside and put back on top.
+wt=$(cat /tests/worktree 2>/dev/null)
+case "$wt" in
+/tmp/?*)
+    mkdir -p /keep
+    mount --bind "$new$wt" /keep || fail "keep the worktree $wt"
+    ;;
+*) wt= ;;
+esac
 mount -t tmpfs -o mode=1777 tmpfs "$new/tmp"
+if [ -n "$wt" ]; then
+    mkdir -p "$new$wt"
+    mount --move /keep "$new$wt" || fail "put the worktree $wt back"
+fi
 umount /proc /sys /dev 2>/dev/null
 exec switch_root "$new" /lib/systemd/systemd
