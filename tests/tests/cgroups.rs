@@ -85,6 +85,57 @@ fn pids_limit_is_enforced() {
     }
 }
 
+/// The container's limits are written, and its init is in its cgroup, by the time the runtime's hooks run: runc sets
+/// them when its init asks for the hooks (procHooks), after the init's mounts. A createRuntime hook (host
+/// namespaces) and a createContainer hook (the container's, before pivot_root) copy the pids cgroup's limit and
+/// member list.
+#[test]
+fn limits_are_in_place_when_the_hooks_run() {
+    let Some(ctx) = Ctx::new() else { return };
+    let Some(h) = cgroups::hierarchy_for("pids") else {
+        eprintln!("skipped: no pids controller");
+        return;
+    };
+    let id = ctx.id("hooklimits");
+    let cg = format!("/carte-test/{id}");
+    let dir = h.mount.join(cg.trim_start_matches('/'));
+    let log = ctx.tempdir();
+    let mut b = ctx.bundle();
+    b.args(&["sleep", "1000"]);
+    b.cgroups_path(&cg);
+    b.resource("pids", json!({"limit": 37}));
+    for kind in ["createRuntime", "createContainer"] {
+        let script = format!(
+            "cat {d}/pids.max > {l}/{kind}.max; cat {d}/cgroup.procs > {l}/{kind}.procs",
+            d = dir.display(),
+            l = log.display()
+        );
+        b.hook(
+            kind,
+            json!({"path": "/bin/sh", "args": ["sh", "-c", script], "env": ["PATH=/usr/bin:/bin"]}),
+        );
+    }
+    ctx.rt.create(&id, &b, &[]).ok();
+    let host_pid = ctx.rt.state(&id)["pid"].as_i64().unwrap_or(0).to_string();
+    // createContainer runs in the container's pid namespace, where the init is 1.
+    for (kind, pid) in [
+        ("createRuntime", host_pid.as_str()),
+        ("createContainer", "1"),
+    ] {
+        let read = |ext: &str| {
+            std::fs::read_to_string(log.join(format!("{kind}.{ext}"))).unwrap_or_default()
+        };
+        assert_eq!(read("max").trim(), "37", "{kind} hook saw no pids limit");
+        assert!(
+            read("procs").lines().any(|l| l == pid),
+            "{kind} hook: init {pid} not in {}: {:?}",
+            dir.display(),
+            read("procs")
+        );
+    }
+    ctx.rt.delete_force(&id).ok();
+}
+
 #[test]
 fn default_cgroup_path_uses_the_id() {
     let Some(ctx) = Ctx::new() else { return };

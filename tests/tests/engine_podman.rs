@@ -282,19 +282,31 @@ fn counts_on_after_restore(rt: Rt, opts: &[&str]) {
     let name = t.name("cr");
     let script = "i=0; while true; do i=$((i+1)); echo $i > /tmp/count; echo n$i; sleep 0.1; done";
     t.run_detached(&name, opts, &["sh", "-c", script]);
-    let count = || -> u64 {
+    // None when the exec itself failed (right after a restore it can, with runc as with carte).
+    let read = || -> Option<u64> {
         let out = t.podman(&["exec", &name, "cat", "/tmp/count"]);
-        out.stdout.trim().parse().unwrap_or(0)
+        out.stdout.trim().parse().ok()
     };
-    let ok = carte_tests::poll_until(std::time::Duration::from_secs(20), || count() >= 3);
+    let count = || read().unwrap_or(0);
+    // Far enough (2 s of counting) that a counter restarted from 1 could not pass it unnoticed.
+    let ok = carte_tests::poll_until(std::time::Duration::from_secs(20), || count() >= 20);
     assert!(ok, "{name} does not count");
+    let before = count();
     t.podman(&["container", "checkpoint", &name]).ok();
     assert_eq!(t.inspect(&name, "{{.State.Status}}"), "exited");
     t.podman(&["container", "restore", &name]).ok();
     assert_eq!(t.inspect(&name, "{{.State.Status}}"), "running");
     // The file lives in the container's writable layer; the number in memory continues from it, not from 1.
-    let first = count();
-    assert!(first >= 3, "{name} restarted its count: {first}");
+    let mut first = None;
+    carte_tests::poll_until(std::time::Duration::from_secs(10), || {
+        first = read();
+        first.is_some()
+    });
+    let first = first.unwrap_or_else(|| panic!("{name}: exec fails after the restore"));
+    assert!(
+        first >= before,
+        "{name} restarted its count: {first} after {before}"
+    );
     let ok = carte_tests::poll_until(std::time::Duration::from_secs(20), || count() > first);
     assert!(ok, "{name} does not count after restore");
     // What it writes after the restore reaches conmon (through the new pty with -t).

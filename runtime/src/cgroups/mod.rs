@@ -2,7 +2,6 @@
 //! systemd), place a process and apply `linux.resources`, freeze, list pids, and destroy with a
 //! bounded, logged retry — the seed project's "release with retry" promise.
 
-pub mod early;
 pub mod hierarchy;
 pub mod limits;
 mod placement;
@@ -132,6 +131,12 @@ pub fn join_and_apply(
     pid: i32,
     res: Option<&LinuxResources>,
 ) -> Result<()> {
+    join(mgr, path, pid)?;
+    apply_limits(mgr, path, res)
+}
+
+/// Create the cgroup and move `pid` into it from outside (add_task makes the directories).
+pub fn join(mgr: &AnyCgroupManager, path: &Path, pid: i32) -> Result<()> {
     // A concurrent delete may remove the shared default parent (/carte) between our mkdir of
     // it and of our own directory; one retry recreates both.
     if mgr.add_task(Pid::from_raw(pid)).is_err() {
@@ -141,7 +146,7 @@ pub fn join_and_apply(
     if matches!(mgr, AnyCgroupManager::V1(_)) {
         join_others(path, pid)?;
     }
-    apply_limits(mgr, path, res)
+    Ok(())
 }
 
 /// The directories a container's init can join by itself, cheaply: one per hierarchy it
@@ -153,8 +158,8 @@ pub fn join_and_apply(
 /// period — 7 to 20 ms here, most of a `carte run`. A thread that writes `0` to `tasks` moves
 /// only itself, and the kernel skips that lock (Linux 6.0+; older kernels take it, and are
 /// merely as slow as before). The init is single-threaded, so its one thread is all of it.
-pub fn self_join_dirs(mgr: &AnyCgroupManager, path: &Path, userns: bool) -> Option<Vec<PathBuf>> {
-    if userns || !matches!(mgr, AnyCgroupManager::V1(_)) {
+pub fn self_join_dirs(path: &Path, systemd: bool, userns: bool) -> Option<Vec<PathBuf>> {
+    if userns || systemd || path.as_os_str().is_empty() || hierarchy::unified() {
         return None;
     }
     joined_dirs(path)
@@ -215,7 +220,7 @@ pub fn clone_into(dirs: &[PathBuf]) -> Result<Option<(PathBuf, std::os::fd::Owne
     else {
         return Ok(None);
     };
-    // One retry, as in `prepare_self_join`: a concurrent delete may remove the shared parent.
+    // One retry, as in `make_self_join_dirs`: a concurrent delete may remove the shared parent.
     if std::fs::create_dir_all(dir).is_err() {
         std::fs::create_dir_all(dir).map_err(|e| cg_err("create", dir, e))?;
     }
@@ -243,17 +248,12 @@ fn join_others(path: &Path, pid: i32) -> Result<()> {
 }
 
 /// What `add_task` would have done but the move: the directories, each new cpuset level given
-/// its parent's CPUs and memory nodes (the kernel refuses tasks in an empty cpuset); then the
-/// limits, before the init joins and runs anything.
-pub fn prepare_self_join(
-    mgr: &AnyCgroupManager,
-    path: &Path,
-    dirs: &[PathBuf],
-    res: Option<&LinuxResources>,
-) -> Result<()> {
+/// its parent's CPUs and memory nodes (the kernel refuses tasks in an empty cpuset). No
+/// libcgroups manager is needed for it: the limits come later (`apply_limits`).
+pub fn make_self_join_dirs(path: &Path, dirs: &[PathBuf]) -> Result<()> {
     for d in dirs {
         // One retry: a concurrent delete may remove the shared default parent (/carte) between
-        // the two mkdirs, as in `join_and_apply`.
+        // the two mkdirs, as in `join`.
         if std::fs::create_dir_all(d).is_err() {
             std::fs::create_dir_all(d).map_err(|e| cg_err("create", d, e))?;
         }
@@ -261,7 +261,7 @@ pub fn prepare_self_join(
             fill_cpuset(d, path)?;
         }
     }
-    apply_limits(mgr, path, res)
+    Ok(())
 }
 
 /// Walk from the hierarchy's root down to `dir`, copying `cpuset.cpus` and `cpuset.mems` into
@@ -311,7 +311,11 @@ pub fn join_self(dirs: &[PathBuf]) -> Result<()> {
 }
 
 /// Write `linux.resources` into the container's cgroup.
-fn apply_limits(mgr: &AnyCgroupManager, path: &Path, res: Option<&LinuxResources>) -> Result<()> {
+pub fn apply_limits(
+    mgr: &AnyCgroupManager,
+    path: &Path,
+    res: Option<&LinuxResources>,
+) -> Result<()> {
     if let Some(res) = res {
         let opt = ControllerOpt {
             resources: res,

@@ -102,7 +102,10 @@ fn story(
     // state names our pid as the container sees it (runtime.md, "State").
     state.pid = Some(std::process::id() as i32);
     if let Some(dirs) = &a.self_join {
+        // Made here, not by the parent: it builds libcgroups' manager meanwhile.
+        crate::cgroups::make_self_join_dirs(&state.cgroup_path, dirs)?;
         crate::cgroups::join_self(dirs)?;
+        log::debug!("joined cgroup {}", state.cgroup_path.display());
     }
     if !plan.ns.bridge && plan.ns.uid_map.is_some() {
         // Our maps are written: become the namespace's root, so what we create is owned by a
@@ -144,10 +147,11 @@ fn story(
         sources: &sources,
         mount_ns,
     })?;
-    if plan.runtime_hooks {
-        chan.send(&Msg::HooksPlease)?;
-        chan.expect(Msg::HooksDone)?;
-    }
+    // runc's procHooks: the parent writes our cgroup's limits now, when our device nodes are
+    // made (a devices cgroup half-written would refuse them), then runs the prestart and
+    // createRuntime hooks; nothing of the container runs before.
+    chan.send(&Msg::Mounted)?;
+    chan.expect(Msg::Proceed)?;
     let hooks = a.spec.hooks().as_ref();
     crate::hooks::run_all_inheriting(
         "createContainer",

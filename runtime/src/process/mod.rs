@@ -15,6 +15,7 @@ use crate::cgroups;
 use crate::error::{Context, Error, Result};
 use crate::state::{self, ContainerDir, State, Status};
 use crate::sys::{self, Forked};
+use libcgroups::common::AnyCgroupManager;
 use plan::Plan;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
@@ -50,12 +51,6 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
     state::validate_id(o.id)?;
     let b = bundle::load(o.bundle)?;
     let base = cgroups::rootless_base(o.rootless_cgroups, o.systemd);
-    let early = cgroups::early::Early::start(
-        &State::cgroup_path_for(Some(&b.spec), o.id, o.systemd, base.as_deref()),
-        o.systemd,
-        o.id,
-        o.rootless_cgroups,
-    );
     crate::validate::check(&b.spec)?;
     cgroups::check_systemd(o.systemd)?;
     let plan = plan::build(&b.spec)?;
@@ -82,7 +77,7 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
         dir.path.display(),
         st.cgroup_path.display()
     );
-    match spawn(&dir, &mut st, &b, &plan, o, early) {
+    match spawn(&dir, &mut st, &b, &plan, o) {
         Ok(master) => Ok(Created {
             dir,
             state: st,
@@ -142,7 +137,6 @@ fn spawn(
     b: &Bundle,
     plan: &Plan,
     o: &CreateOpts,
-    early: cgroups::early::Early,
 ) -> Result<Option<OwnedFd>> {
     let (console, proxy) = connect_console(plan.proc.terminal, o.console)?;
     let (parent, child) = sync::pair()?;
@@ -151,16 +145,6 @@ fn spawn(
         .custom_flags(libc::O_PATH)
         .open(dir.fifo())
         .ctx("open", dir.fifo().display())?;
-    // The cgroup manager and, on cgroup v1, the directories the init joins by itself: known
-    // before the clone, so the child has them too.
-    // Joined here either way, before the clone (see `cgroups::early`).
-    let mgr = match st.cgroup_path.as_os_str().is_empty() {
-        true => {
-            drop(early);
-            None
-        }
-        false => Some(early.finish(&st.cgroup_path, st.systemd_cgroup, &st.id)?),
-    };
     let userns = plan.ns.bridge
         || plan.ns.new_flags & libc::CLONE_NEWUSER != 0
         || plan
@@ -168,9 +152,19 @@ fn spawn(
             .joins
             .iter()
             .any(|j| j.nstype == libc::CLONE_NEWUSER);
-    let mut self_join = mgr
-        .as_ref()
-        .and_then(|m| cgroups::self_join_dirs(m, &st.cgroup_path, userns));
+    // On cgroup v1, the directories the init joins by itself: known before the clone, so the
+    // child has them too. Elsewhere the init is placed from outside, by a manager built now
+    // (cheap on cgroup v2 and with systemd).
+    let cgroup = !st.cgroup_path.as_os_str().is_empty();
+    let mut self_join = cgroups::self_join_dirs(&st.cgroup_path, st.systemd_cgroup, userns);
+    let mgr = match cgroup && self_join.is_none() {
+        true => Some(cgroups::manager(
+            &st.cgroup_path,
+            st.systemd_cgroup,
+            &st.id,
+        )?),
+        false => None,
+    };
     let flags = if plan.ns.bridge { 0 } else { plan.ns.new_flags };
     // Asked here, before the clone: in the child, geteuid() answers 0 as soon as the parent has
     // written the uid map, a race the child must not lose (see `InitArgs::unprivileged`).
@@ -219,32 +213,9 @@ fn spawn(
     st.pid_start_time = state::live_start_time(pid);
     dir.save(st)?;
     log::debug!("container init is pid {pid}");
-    let res = b.spec.linux().as_ref().and_then(|l| l.resources().as_ref());
-    match (&mgr, &self_join) {
-        (None, _) => {}
-        (Some(mgr), Some(dirs)) => {
-            cgroups::prepare_self_join(mgr, &st.cgroup_path, dirs, res)?;
-            log::debug!(
-                "made cgroup {} and applied its limits; the init joins it itself",
-                st.cgroup_path.display()
-            );
-        }
-        (Some(mgr), None) => {
-            cgroups::join_and_apply(mgr, &st.cgroup_path, pid, res)?;
-            if let Err(e) = cgroups::apply_device_filter(mgr, &st.cgroup_path, res) {
-                // Loading a cgroup BPF program needs CAP_SYS_ADMIN on the host: a rootless
-                // container goes without, as with runc (fs2: setDevices errors ignored when
-                // rootless). Its user namespace cannot create device nodes anyway.
-                if !o.rootless_cgroups {
-                    return Err(e);
-                }
-                log::debug!("rootless: no device filter: {e}");
-            }
-            log::debug!(
-                "joined cgroup {} and applied its limits",
-                st.cgroup_path.display()
-            );
-        }
+    if let Some(mgr) = &mgr {
+        cgroups::join(mgr, &st.cgroup_path, pid)?;
+        log::debug!("placed the init in cgroup {}", st.cgroup_path.display());
     }
     if let Some(adj) = b.spec.process().as_ref().and_then(|p| p.oom_score_adj()) {
         crate::procfs::write(
@@ -268,13 +239,27 @@ fn spawn(
         }
     }
     parent.send(&Msg::Go(Box::new(st.clone())))?;
+    // On cgroup v1 the init makes its cgroup and joins it now, and libcgroups' manager (about
+    // 550 syscalls, the largest step of a v1 `run`) is built meanwhile, beside the init's mounts.
+    let mgr = match (mgr, cgroup) {
+        (Some(m), _) => Some(m),
+        (None, true) => Some(cgroups::manager(
+            &st.cgroup_path,
+            st.systemd_cgroup,
+            &st.id,
+        )?),
+        (None, false) => None,
+    };
     loop {
         match parent.recv_fds()? {
             (Some(Msg::SeccompListener), fds) => {
                 // runc's shape: the state says "creating" and names the init.
                 listener::forward(&plan.proc, fds, pid, st.oci_value(Status::Creating))?;
             }
-            (Some(Msg::HooksPlease), _) => {
+            (Some(Msg::Mounted), _) => {
+                if let Some(mgr) = &mgr {
+                    set_limits(mgr, st, b, o)?;
+                }
                 let hooks = b.spec.hooks().as_ref();
                 let json = st.oci_json(Status::Creating);
                 crate::hooks::run_all(
@@ -287,7 +272,7 @@ fn spawn(
                     hooks.and_then(|h| h.create_runtime().as_ref()),
                     &json,
                 )?;
-                parent.send(&Msg::HooksDone)?;
+                parent.send(&Msg::Proceed)?;
             }
             (Some(Msg::Ready), _) => break,
             (Some(Msg::Failed(m)), _) => return Err(Error::Init(m)),
@@ -314,6 +299,24 @@ fn spawn(
     }
     log::debug!("container {} created", st.id);
     Ok(master)
+}
+
+/// The cgroup's limits, when the init's mounts and device nodes are made: runc, too, sets them
+/// only then (its procHooks), before any hook runs.
+fn set_limits(mgr: &AnyCgroupManager, st: &State, b: &Bundle, o: &CreateOpts) -> Result<()> {
+    let res = b.spec.linux().as_ref().and_then(|l| l.resources().as_ref());
+    cgroups::apply_limits(mgr, &st.cgroup_path, res)?;
+    if let Err(e) = cgroups::apply_device_filter(mgr, &st.cgroup_path, res) {
+        // Loading a cgroup BPF program needs CAP_SYS_ADMIN on the host: a rootless container
+        // goes without, as with runc (fs2: setDevices errors ignored when rootless). Its user
+        // namespace cannot create device nodes anyway.
+        if !o.rootless_cgroups {
+            return Err(e);
+        }
+        log::debug!("rootless: no device filter: {e}");
+    }
+    log::debug!("applied the limits of cgroup {}", st.cgroup_path.display());
+    Ok(())
 }
 
 /// For a process with a terminal: the socket its master is sent over (given to the child), and

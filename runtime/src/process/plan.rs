@@ -18,8 +18,6 @@ pub struct Plan {
     pub hostname: Option<String>,
     pub domainname: Option<String>,
     pub sysctl: Vec<(crate::sysctl::Key, String)>,
-    /// prestart or createRuntime hooks exist: the init must pause for the parent to run them.
-    pub runtime_hooks: bool,
 }
 
 /// Everything about the process to run — the same for a container's init and an `exec`.
@@ -76,14 +74,6 @@ pub fn build(spec: &Spec) -> Result<Plan> {
         hostname: spec.hostname().clone(),
         domainname: spec.domainname().clone(),
         sysctl: crate::sysctl::plan(spec)?,
-        runtime_hooks: spec
-            .hooks()
-            .as_ref()
-            .map(|h| {
-                h.prestart().as_ref().is_some_and(|v| !v.is_empty())
-                    || h.create_runtime().as_ref().is_some_and(|v| !v.is_empty())
-            })
-            .unwrap_or(false),
     })
 }
 

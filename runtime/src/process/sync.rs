@@ -11,13 +11,15 @@
 //!  MapsDone ─────────────────────────────────▶ [bridge: unshare rest, fork init]
 //!  ◀────────────────────────────────────────── InitPid(host pid)   [bridge only]
 //!  record pid + start time in state.json
-//!  cgroup: create, join, limits; oom_score_adj
+//!  cgroup v2, systemd, user ns: create, join
+//!  oom_score_adj
 //!  [user ns: open bind sources in its mount ns]
 //!  Sources(indices) + fds ───────────────────▶ [kept for the bind mounts]
-//!  Go ───────────────────────────────────────▶ join namespaces, cgroup ns, session keyring,
-//!                                              mounts, devices
-//!  run prestart + createRuntime hooks ◀─────── HooksPlease
-//!  HooksDone ────────────────────────────────▶ createContainer hooks, pivot_root, sysctl,
+//!  Go ───────────────────────────────────────▶ [cgroup v1: create and join it], namespaces,
+//!  [cgroup v1: build libcgroups' manager]      cgroup ns, session keyring, mounts, devices
+//!  cgroup limits, prestart + createRuntime ◀── Mounted (runc's procHooks)
+//!   hooks
+//!  Proceed ──────────────────────────────────▶ createContainer hooks, pivot_root, sysctl,
 //!                                              console, paths, hostname, rlimits, user, caps
 //!  [SCMP_ACT_NOTIFY: send the state + fd  ◀─── SeccompListener + fd]   notify filter installed
 //!   to the agent at listenerPath]
@@ -44,8 +46,10 @@ pub enum Msg {
     InitPid(i32),
     /// Carries the state, so the init can give createContainer/startContainer hooks theirs.
     Go(Box<crate::state::State>),
-    HooksPlease,
-    HooksDone,
+    /// The init's mounts and device nodes are made: time for the cgroup's limits and the
+    /// prestart and createRuntime hooks (runc's procHooks).
+    Mounted,
+    Proceed,
     Ready,
     Commit,
     Committed,
