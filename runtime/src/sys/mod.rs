@@ -26,8 +26,8 @@ pub enum Forked {
 /// The caller must be single-threaded (carte never starts threads).
 pub fn clone_fork(flags: libc::c_int) -> Result<Forked, Errno> {
     // SAFETY: a NULL stack makes clone behave like fork: the child gets a private copy of the
-    // address space. carte is single-threaded when it clones (`cgroups::early` joins its thread
-    // first), so no lock can be held by a thread that does not exist in the child.
+    // address space. carte is single-threaded (it starts no threads), so no lock can be held by a
+    // thread that does not exist in the child.
     let ret = unsafe {
         libc::syscall(
             libc::SYS_clone,
