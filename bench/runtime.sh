@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # carte side by side with runc, crun (and youki when installed) and the bare `unshare … chroot` floor,
-# in ONE hyperfine run per scenario, so the rows are comparable. Prints medians, min–max, ratio to the
-# floor, and the peak RSS of `create`.
+# every scenario measured for all of them together, so the rows are comparable: ROUNDS hyperfine runs of
+# RUNS/ROUNDS samples each, the order of the rows reversed every other round, the samples pooled. On this
+# shared VM a runtime's median drifts by 20–30 % within minutes; one hyperfine run measures the rows one after
+# the other, so the drift fell on whichever came last; in rounds it falls on every row alike. Prints medians,
+# min–max, ratios to the floor and to crun, and the peak RSS of `create`.
 #
 # On a hybrid cgroup host every row runs in the private mount namespace crun needs (bench/common.sh).
-# Env: RUNS (default 40), WARMUP (default 5); BENCH_README=FILE also writes this report between the
-# `<!-- bench:begin -->` and `<!-- bench:end -->` lines of FILE (`make bench` gives bench/README.md).
+# Env: RUNS (default 40), ROUNDS (default 4), WARMUP (default 3, per round); BENCH_README=FILE also writes
+# this report between the `<!-- bench:begin -->` and `<!-- bench:end -->` lines of FILE (`make bench` gives
+# bench/README.md).
 set -euo pipefail
 runs=${RUNS:-40}
-warmup=${WARMUP:-5}
+rounds=${ROUNDS:-4}
+warmup=${WARMUP:-3}
 . "$(dirname "$0")/common.sh"
 enter_bench_namespace "$0" "$@"
 work=$(make_work carte-bench)
@@ -52,42 +57,55 @@ for n in "${names[@]}"; do
     [ "$n" = youki ] || par_cmds+=(-n "$n" "sh -c 'seq 50 | xargs -P2 -I{} sh -c \"$exe --root $r run -b $b p\$\$-{} >/dev/null\"'")
 done
 
-report() { # median (min–max), ratio to the floor row
-    python3 - "$1" <<'PY'
-import json, sys
-d = json.load(open(sys.argv[1]))["results"]
-med = {r["command"]: r["median"] for r in d}
+# measure NAME RUNS HYPERFINE-OPTION… -- ROW…: ROUNDS hyperfine runs of the rows (`-n name command` triples)
+# with RUNS/ROUNDS samples each (at least 2), every other round in reverse order, then the report of the
+# pooled samples: median (min–max), ratios to the floor and crun rows.
+measure() {
+    local name=$1 n=$2 opts=() rows=() rev=() k i per
+    shift 2
+    while [ "$1" != -- ]; do opts+=("$1"); shift; done
+    shift
+    rows=("$@")
+    for ((i = ${#rows[@]} - 3; i >= 0; i -= 3)); do rev+=("${rows[@]:i:3}"); done
+    per=$(((n + rounds - 1) / rounds))
+    [ "$per" -ge 2 ] || per=2
+    for k in $(seq "$rounds"); do
+        if ((k % 2)); then set -- "${rows[@]}"; else set -- "${rev[@]}"; fi
+        hyperfine "${opts[@]}" -r "$per" --export-json "$work/$name.$k.json" "$@" >/dev/null
+    done
+    python3 - "$work/$name".*.json <<'PY'
+import json, statistics, sys
+rows = {}
+for path in sys.argv[1:]:
+    for r in json.load(open(path))["results"]:
+        rows.setdefault(r["command"], []).extend(r["times"])
+first = [r["command"] for r in json.load(open(sys.argv[1]))["results"]]
+med = {k: statistics.median(v) for k, v in rows.items()}
 floor, crun = med.get("floor"), med.get("crun")
 print(f'{"row":8} {"median":>9} {"min":>9} {"max":>9} {"x floor":>8} {"x crun":>7}')
-for r in d:
-    xf = f'{r["median"]/floor:.2f}x' if floor else "-"
-    xc = f'{r["median"]/crun:.2f}x' if crun else "-"
-    print(f'{r["command"]:8} {r["median"]*1e3:8.2f}ms {r["min"]*1e3:8.2f}ms {r["max"]*1e3:8.2f}ms {xf:>8} {xc:>7}')
+for k in first:
+    xf = f'{med[k]/floor:.2f}x' if floor else "-"
+    xc = f'{med[k]/crun:.2f}x' if crun else "-"
+    print(f'{k:8} {med[k]*1e3:8.2f}ms {min(rows[k])*1e3:8.2f}ms {max(rows[k])*1e3:8.2f}ms {xf:>8} {xc:>7}')
 PY
 }
 
 echo; echo "## run /bin/true (foreground; hyperfine -N)"
-hyperfine -N -w "$warmup" -r "$runs" --export-json "$work/run.json" "${run_cmds[@]}" >/dev/null
-report "$work/run.json"
+measure run "$runs" -N -w "$warmup" -- "${run_cmds[@]}"
 echo; echo "## create + start + wait + delete"
-hyperfine -w "$warmup" -r "$runs" --export-json "$work/cycle.json" "${cycle_cmds[@]}" >/dev/null
-report "$work/cycle.json"
+measure cycle "$runs" -w "$warmup" -- "${cycle_cmds[@]}"
 echo; echo "## --version (hyperfine -N)"
-hyperfine -N -w "$warmup" -r "$((runs * 2))" --export-json "$work/ver.json" "${ver_cmds[@]}" >/dev/null
-report "$work/ver.json"
+measure ver "$((runs * 2))" -N -w "$warmup" -- "${ver_cmds[@]}"
 echo; echo "## state of a created container (hyperfine -N)"
 for n in "${names[@]:1}"; do "${bin[$n]}" --root "$work/root-$n" create -b "$b" st </dev/null >/dev/null 2>&1; done
-hyperfine -N -w "$warmup" -r "$((runs * 2))" --export-json "$work/state.json" "${state_cmds[@]}" >/dev/null
+measure state "$((runs * 2))" -N -w "$warmup" -- "${state_cmds[@]}"
 for n in "${names[@]:1}"; do "${bin[$n]}" --root "$work/root-$n" delete -f st >/dev/null 2>&1; done
-report "$work/state.json"
 echo; echo "## exec /bin/true in a running container (hyperfine -N)"
 for n in "${names[@]:1}"; do "${bin[$n]}" --root "$work/root-$n" run -d -b "$sleeper" ex </dev/null >/dev/null 2>&1; done
-hyperfine -N -w "$warmup" -r "$runs" --export-json "$work/exec.json" "${exec_cmds[@]}" >/dev/null
+measure exec "$runs" -N -w "$warmup" -- "${exec_cmds[@]}"
 for n in "${names[@]:1}"; do "${bin[$n]}" --root "$work/root-$n" delete -f ex >/dev/null 2>&1; done
-report "$work/exec.json"
 echo; echo "## 50 runs of /bin/true, 2 at a time (lifecycles per second = 50 / median)"
-hyperfine -w 1 -r 5 --export-json "$work/par.json" "${par_cmds[@]}" >/dev/null
-report "$work/par.json"
+measure par "$((2 * rounds))" -w 1 -- "${par_cmds[@]}"
 echo; echo "## peak RSS of create (max of 5, KiB)"
 for n in "${names[@]:1}"; do
     exe=${bin[$n]}
