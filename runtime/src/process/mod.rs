@@ -241,14 +241,13 @@ fn spawn(
     parent.send(&Msg::Go(Box::new(st.clone())))?;
     // On cgroup v1 the init makes its cgroup and joins it now, and libcgroups' manager (about
     // 550 syscalls, the largest step of a v1 `run`) is built meanwhile, beside the init's mounts.
-    let mgr = match (mgr, cgroup) {
-        (Some(m), _) => Some(m),
-        (None, true) => Some(cgroups::manager(
+    let mgr = match mgr {
+        None if cgroup => Some(cgroups::manager(
             &st.cgroup_path,
             st.systemd_cgroup,
             &st.id,
         )?),
-        (None, false) => None,
+        placed => placed,
     };
     loop {
         match parent.recv_fds()? {
