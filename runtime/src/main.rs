@@ -44,8 +44,9 @@ pub extern "C" fn main(
         eprintln!("carte: ignore SIGPIPE: {e}");
         std::process::exit(1);
     }
-    // A panic must not unwind out of a C function (that aborts): exit with std's code for it, 101,
-    // after the panic hook has printed the message.
+    // The release build aborts on a panic (Cargo.toml: no unwinding tables in the shipped binary),
+    // after the panic hook has printed the message. A debug build unwinds, and a panic must not
+    // unwind out of a C function: it exits with std's code for it, 101.
     let _ = std::panic::catch_unwind(|| -> () { verb() });
     std::process::exit(101)
 }
