@@ -472,14 +472,8 @@ pub fn destroy(path: &Path, systemd: bool, id: &str) -> Result<()> {
     if systemd && hierarchy::unified() {
         return destroy_systemd(path, id);
     }
-    let dirs: Vec<PathBuf> = cgroup_dirs(path)
-        .into_iter()
-        .filter(|d| d.exists())
-        .collect();
-    if dirs.is_empty() {
-        return Ok(());
-    }
-    remove::tree(&dirs).map_err(|e| cg_err("remove", path, e))?;
+    // No stat first: the rmdir of a directory already gone counts as done.
+    remove::tree(&cgroup_dirs(path)).map_err(|e| cg_err("remove", path, e))?;
     remove_default_parent(path);
     Ok(())
 }

@@ -177,3 +177,29 @@ pub fn mount_cgroupfs(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_mount_flags_become_mount_attrs() {
+        // runc spec's cgroup mount: nosuid, noexec, nodev, relatime, ro. The atime mode is left
+        // as the host's mount has it.
+        let spec = MsFlags::MS_NOSUID
+            | MsFlags::MS_NOEXEC
+            | MsFlags::MS_NODEV
+            | MsFlags::MS_RELATIME
+            | MsFlags::MS_RDONLY;
+        assert_eq!(
+            mount_attrs(spec),
+            sys::MOUNT_ATTR_RDONLY
+                | sys::MOUNT_ATTR_NOSUID
+                | sys::MOUNT_ATTR_NODEV
+                | sys::MOUNT_ATTR_NOEXEC
+        );
+        // A writable view (`rw` in config.json) gets no read-only flag.
+        assert_eq!(mount_attrs(MsFlags::MS_NOSUID), sys::MOUNT_ATTR_NOSUID);
+        assert_eq!(mount_attrs(MsFlags::MS_BIND | MsFlags::MS_REC), 0);
+    }
+}
