@@ -251,21 +251,26 @@ fn join_others(path: &Path, pid: i32) -> Result<()> {
 /// its parent's CPUs and memory nodes (the kernel refuses tasks in an empty cpuset). No
 /// libcgroups manager is needed for it: the limits come later (`apply_limits`).
 pub fn make_self_join_dirs(path: &Path, dirs: &[PathBuf]) -> Result<()> {
+    // Which directory is the cpuset one comes from the mount table the parent read before the
+    // clone (cached, copied into this init): no stat of `cpuset.cpus` in every hierarchy.
+    let cpuset = hierarchy::for_controller("cpuset")
+        .filter(|h| !h.v2)
+        .map(|h| h.dir(path));
     for d in dirs {
         // One retry: a concurrent delete may remove the shared default parent (/carte) between
         // the two mkdirs, as in `join`.
         if std::fs::create_dir_all(d).is_err() {
             std::fs::create_dir_all(d).map_err(|e| cg_err("create", d, e))?;
         }
-        if d.join("cpuset.cpus").exists() {
+        if cpuset.as_ref() == Some(d) {
             fill_cpuset(d, path)?;
         }
     }
     Ok(())
 }
 
-/// Walk from the hierarchy's root down to `dir`, copying `cpuset.cpus` and `cpuset.mems` into
-/// every level where they are empty.
+/// Walk from the hierarchy's root down to `dir`, giving every level where `cpuset.cpus` or
+/// `cpuset.mems` is empty the value of the level above: each file of each level read once.
 fn fill_cpuset(dir: &Path, path: &Path) -> Result<()> {
     let depth = path
         .components()
@@ -273,17 +278,32 @@ fn fill_cpuset(dir: &Path, path: &Path) -> Result<()> {
         .count();
     let levels: Vec<&Path> = dir.ancestors().take(depth + 1).collect();
     for file in ["cpuset.cpus", "cpuset.mems"] {
-        for pair in levels.windows(2).rev() {
-            let (child, parent) = (pair[0].join(file), pair[1].join(file));
-            let mine = std::fs::read_to_string(&child).map_err(|e| cg_err("read", &child, e))?;
-            if mine.trim().is_empty() {
-                let theirs =
-                    std::fs::read_to_string(&parent).map_err(|e| cg_err("read", &parent, e))?;
-                std::fs::write(&child, theirs.trim()).map_err(|e| cg_err("write", &child, e))?;
+        let mut above = String::new();
+        for level in levels.iter().rev() {
+            let f = level.join(file);
+            let mine = read_small(&f).map_err(|e| cg_err("read", &f, e))?;
+            if mine.is_empty() && !above.is_empty() {
+                std::fs::write(&f, &above).map_err(|e| cg_err("write", &f, e))?;
+            } else {
+                above = mine;
             }
         }
     }
     Ok(())
+}
+
+/// A short cgroup file, trimmed: open, one read, close (`read_to_string` also stats the file and
+/// reads again to find its end). A list that fills the buffer is read on to its end.
+fn read_small(f: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(f)?;
+    let mut buf = vec![0u8; 4096];
+    let n = file.read(&mut buf)?;
+    buf.truncate(n);
+    if n == 4096 {
+        file.read_to_end(&mut buf)?;
+    }
+    Ok(String::from_utf8_lossy(&buf).trim().to_string())
 }
 
 /// In the init, before anything else: move our own (only) thread into each directory. The
