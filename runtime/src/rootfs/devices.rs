@@ -133,38 +133,45 @@ pub fn create(rootfd: BorrowedFd, d: &Device, bind: bool) -> Result<()> {
         )
         .ctx("bind mount device", d.path.display());
     }
-    match nix::unistd::unlinkat(
-        Some(dir.as_raw_fd()),
-        name,
-        nix::unistd::UnlinkatFlags::NoRemoveDir,
-    ) {
-        Ok(()) | Err(nix::errno::Errno::ENOENT) => {}
-        Err(e) => return Err(Error::sys("remove old device", d.path.display(), e)),
-    }
     let dev = makedev(d.major, d.minor);
-    nix::sys::stat::mknodat(
-        Some(dir.as_raw_fd()),
-        name,
-        d.kind,
-        Mode::from_bits_truncate(d.mode),
-        dev,
-    )
-    .ctx("mknod", d.path.display())?;
-    // mknod honours the umask; the mode must be exactly the configured one.
-    nix::sys::stat::fchmodat(
-        Some(dir.as_raw_fd()),
-        name,
-        Mode::from_bits_truncate(d.mode),
-        nix::sys::stat::FchmodatFlags::NoFollowSymlink,
-    )
-    .or_else(|e| {
-        if e == nix::errno::Errno::EOPNOTSUPP {
-            Ok(())
-        } else {
-            Err(e)
+    let mknod = || {
+        nix::sys::stat::mknodat(
+            Some(dir.as_raw_fd()),
+            name,
+            d.kind,
+            Mode::from_bits_truncate(d.mode),
+            dev,
+        )
+    };
+    // The /dev carte mounted a moment ago is empty: make the node first, and remove an old one
+    // (an image's /dev without a tmpfs over it) only when there is one.
+    match mknod() {
+        Err(nix::errno::Errno::EEXIST) => {
+            nix::unistd::unlinkat(
+                Some(dir.as_raw_fd()),
+                name,
+                nix::unistd::UnlinkatFlags::NoRemoveDir,
+            )
+            .ctx("remove old device", d.path.display())?;
+            mknod().ctx("mknod", d.path.display())?;
         }
-    })
-    .ctx("chmod", d.path.display())?;
+        r => r.ctx("mknod", d.path.display())?,
+    }
+    // mknod honours the umask; the mode must be exactly the configured one. (EOPNOTSUPP: a
+    // symlink is there, never followed; the chown below does not follow it either.)
+    let chmod = match crate::sys::fchmodat_nofollow(pfd_borrow(&dir), name, d.mode) {
+        Err(nix::errno::Errno::ENOSYS) => nix::sys::stat::fchmodat(
+            Some(dir.as_raw_fd()),
+            name,
+            Mode::from_bits_truncate(d.mode),
+            nix::sys::stat::FchmodatFlags::NoFollowSymlink,
+        ),
+        r => r,
+    };
+    match chmod {
+        Ok(()) | Err(nix::errno::Errno::EOPNOTSUPP) => {}
+        Err(e) => return Err(Error::sys("chmod", d.path.display(), e)),
+    }
     nix::unistd::fchownat(
         Some(dir.as_raw_fd()),
         name,

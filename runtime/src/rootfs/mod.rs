@@ -106,8 +106,12 @@ fn bind_root(p: &Prepare) -> Result<()> {
     // is then a slave of the host's mount too, so rootfsPropagation `slave` (or `shared`, on top)
     // really receives the host's mount events, as the spec says it must. Either way nothing we
     // mount reaches the host. A parent that is already a slave (the default rslave) stays one.
-    let parent = parent_mount(p.rootfs);
-    if parent.optional.iter().any(|o| o.starts_with("shared:")) {
+    // After a recursive slave, private or unbindable no mount here is shared: the mount table
+    // need not be read to know it.
+    let none_shared = prop.contains(MsFlags::MS_REC)
+        && prop.intersects(MsFlags::MS_SLAVE | MsFlags::MS_PRIVATE | MsFlags::MS_UNBINDABLE);
+    let parent = (!none_shared).then(|| parent_mount(p.rootfs));
+    if let Some(parent) = parent.filter(|m| m.optional.iter().any(|o| o.starts_with("shared:"))) {
         nix::mount::mount(
             None::<&str>,
             parent.mount_point.as_path(),
