@@ -120,7 +120,9 @@ fn story(
         }
     }
     // Our cgroup paths must be read before the cgroup namespace hides them.
-    let hierarchies = rootfs::cgroupfs::own_hierarchies();
+    let joined_mounts =
+        plan.ns.bridge || plan.ns.joins.iter().any(|j| j.nstype == libc::CLONE_NEWNS);
+    let hierarchies = rootfs::cgroupfs::own_hierarchies(!joined_mounts);
     if plan.ns.new_cgroup {
         log::debug!("unshare cgroup namespace (rooted at the container's cgroup)");
         sys::unshare(libc::CLONE_NEWCGROUP).ctx("unshare", "cgroup namespace")?;

@@ -21,13 +21,21 @@ pub struct Hierarchy {
 }
 
 /// Read before the init unshares its cgroup namespace: afterwards /proc/self/cgroup says `/`.
-pub fn own_hierarchies() -> Vec<Hierarchy> {
+/// `same_mounts`: the init is in the mount namespace it was cloned with (new or the runtime's),
+/// whose hierarchies are the ones the parent found; one it joined is read afresh.
+pub fn own_hierarchies(same_mounts: bool) -> Vec<Hierarchy> {
+    use crate::cgroups::hierarchy;
     let cg = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-    // Parsed afresh, not `hierarchy::all()` cached by the parent: the init may have joined
-    // another mount namespace.
-    let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let read;
+    let mounted: &[hierarchy::Hierarchy] = if same_mounts {
+        hierarchy::all()
+    } else {
+        read =
+            hierarchy::parse(&std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default());
+        &read
+    };
     let mut out = vec![];
-    for h in crate::cgroups::hierarchy::parse(&mi) {
+    for h in mounted {
         let key = h.controllers.join(",");
         // /proc/self/cgroup: "ID:controllers:path"; v2 has an empty controller list.
         let path = cg.lines().find_map(|l| {
@@ -47,7 +55,7 @@ pub fn own_hierarchies() -> Vec<Hierarchy> {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         out.push(Hierarchy {
-            mount_point: h.mount_point,
+            mount_point: h.mount_point.clone(),
             name,
             cgroup: path,
         });
