@@ -361,6 +361,10 @@ fn dev_symlink_cannot_lead_device_creation_out() {
 /// /dev/null swapped for a symlink to a procfs file after the devices were made (by a
 /// createRuntime hook, standing in for a racing process sharing the image's /dev): masking must
 /// refuse it rather than bind a procfs file read-write over the masked paths (CVE-2025-31133).
+/// The procfs file is the UTS namespace's `domainname`, not the attack's `core_pattern`: the
+/// suite also runs runc 1.1.5, which binds it, and whatever its container then writes through
+/// the masked paths or a stdio reopened on `/dev/null` (on a kernel without /proc/kcore, `cat`'s
+/// error did) lands in the container's own domain name, never in a host-wide sysctl.
 #[test]
 fn dev_null_symlink_to_procfs_is_not_used_for_masking() {
     let Some(ctx) = Ctx::new() else { return };
@@ -373,11 +377,11 @@ fn dev_null_symlink_to_procfs_is_not_used_for_masking() {
     b.hook(
         "createRuntime",
         json!({"path": "/bin/sh", "args": ["sh", "-c",
-            format!("rm -f {0} && ln -s /proc/sys/kernel/core_pattern {0}", null.display())],
+            format!("rm -f {0} && ln -s /proc/sys/kernel/domainname {0}", null.display())],
             "env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]}),
     );
     let id = ctx.id("devnull");
-    b.sh("cat /proc/kcore | head -c 1; echo ran");
+    b.sh("cat /proc/keys | head -c 1; echo ran");
     let out = ctx.rt.run(&id, &b, &[]).fails();
     assert!(out.stderr.contains("null device"), "{out}");
     ctx.assert_no_leaks(&id);
