@@ -53,8 +53,12 @@ impl NsPlan {
     /// Whether the container has a mount namespace of its own (new or joined); without one it
     /// shares the runtime's.
     pub fn mount_namespace(&self) -> bool {
-        self.new_flags & libc::CLONE_NEWNS != 0
-            || self.joins.iter().any(|j| j.nstype == libc::CLONE_NEWNS)
+        self.new_flags & libc::CLONE_NEWNS != 0 || self.joins_ns(libc::CLONE_NEWNS)
+    }
+
+    /// Whether the container joins an existing namespace of type `nstype` (a CLONE_NEW* flag).
+    pub fn joins_ns(&self, nstype: libc::c_int) -> bool {
+        self.joins.iter().any(|j| j.nstype == nstype)
     }
 }
 

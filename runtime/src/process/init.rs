@@ -120,19 +120,13 @@ fn story(
         }
     }
     // Our cgroup paths must be read before the cgroup namespace hides them.
-    let joined_mounts =
-        plan.ns.bridge || plan.ns.joins.iter().any(|j| j.nstype == libc::CLONE_NEWNS);
+    let joined_mounts = plan.ns.bridge || plan.ns.joins_ns(libc::CLONE_NEWNS);
     let hierarchies = rootfs::cgroupfs::own_hierarchies(!joined_mounts);
     if plan.ns.new_cgroup {
         log::debug!("unshare cgroup namespace (rooted at the container's cgroup)");
         sys::unshare(libc::CLONE_NEWCGROUP).ctx("unshare", "cgroup namespace")?;
     }
-    let userns = plan.ns.uid_map.is_some()
-        || plan
-            .ns
-            .joins
-            .iter()
-            .any(|j| j.nstype == libc::CLONE_NEWUSER);
+    let userns = plan.ns.uid_map.is_some() || plan.ns.joins_ns(libc::CLONE_NEWUSER);
     if !a.no_new_keyring {
         // runc's per-container session keyring: the container never shares the runtime's keys.
         crate::keyring::join(&state.id, Some(userns))?;

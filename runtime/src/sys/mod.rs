@@ -391,8 +391,7 @@ pub fn mount_setattr(fd: BorrowedFd, attr_set: u64) -> Result<(), Errno> {
 pub fn fchmodat_nofollow(dir: BorrowedFd, name: &std::ffi::OsStr, mode: u32) -> Result<(), Errno> {
     // Numbers from 424 on are the same on every architecture (libc lacks this one for some).
     const SYS_FCHMODAT2: libc::c_long = 452;
-    use std::os::unix::ffi::OsStrExt;
-    let c = CString::new(name.as_bytes()).map_err(|_| Errno::EINVAL)?;
+    let c = cstr(Path::new(name))?;
     // SAFETY: `c` outlives the call; the other arguments are integers.
     let ret = unsafe {
         libc::syscall(
