@@ -6,7 +6,7 @@ PROBE   := target/$(HOST)/release/carte-probe
 IMAGES  := target/images
 DEMO    := target/demo
 
-.PHONY: all build probe images demo test test-vm conformance lint bench clean
+.PHONY: all build layout probe images demo test test-vm conformance lint bench clean
 
 all: build
 
@@ -15,11 +15,22 @@ all: build
 # the numbers. Its 10,640 relative relocations are packed (DT_RELR, binutils 2.38 and glibc 2.36): the
 # start-up reads 4 KB of them instead of 256 KB, 320 KB less resident. Only carte's final link gets
 # +crt-static (`cargo rustc`): proc-macros and build scripts cannot be static. A plain `cargo build`
-# still gives a working, dynamic carte.
+# still gives a working, dynamic carte. runtime/layout.ld puts the functions the verbs run together at
+# the start of the code (`make layout` writes it; bench/layout.sh says why): the kernel maps code 64 KiB
+# around each fault, so scattered functions cost faults and resident memory.
+CARTE_LINK := -C target-feature=+crt-static -C link-arg=-Wl,-z,pack-relative-relocs \
+	-C link-arg=-Wl,-T,$(CURDIR)/runtime/layout.ld
 build:
 	$(CARGO) build --release --workspace --bins --exclude carte
-	$(CARGO) rustc --release -p carte --bin carte -- -C target-feature=+crt-static \
-		-C link-arg=-Wl,-z,pack-relative-relocs
+	$(CARGO) rustc --release -p carte --bin carte -- $(CARTE_LINK)
+
+# Regenerate runtime/layout.ld from an unstripped build of the same code (uprobes on every function:
+# root, tracefs; about five minutes, most of it the kernel removing the probes). The symbols are kept
+# with rustc's -C strip, not the profile's: cargo hashes the profile into the crate's metadata, and that
+# into the name of every generic function instantiated in carte.
+layout:
+	CARGO_TARGET_DIR=target/layout $(CARGO) rustc --release -p carte --bin carte -- $(CARTE_LINK) -C strip=none
+	bench/layout.sh target/layout/release/carte runtime/layout.ld
 
 # The conformance suite's in-container probe must be static (--target keeps +crt-static off build scripts).
 probe:
