@@ -11,7 +11,7 @@ DEMO    := target/demo
 all: build
 
 # carte is linked static-pie: no dynamic loader, relocations of three libraries or symbol lookups at
-# each of its starts (`run` and `create` start twice, see runtime/src/selfexe.rs); bench/README.md has
+# each of its starts (one per verb; see runtime/src/selfexe/ for the re-execution it avoids); bench/README.md has
 # the numbers. Its 10,640 relative relocations are packed (DT_RELR, binutils 2.38 and glibc 2.36): the
 # start-up reads 4 KB of them instead of 256 KB, 320 KB less resident. Only carte's final link gets
 # +crt-static (`cargo rustc`): proc-macros and build scripts cannot be static. A plain `cargo build`

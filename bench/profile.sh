@@ -5,11 +5,12 @@
 #      counted to the step the last debug line named.
 #   2. syscalls per verb for each runtime (`strace -f -c`).
 #   3. user-space instructions of the runtime's own process per verb (`valgrind --tool=callgrind`; the
-#      container init it forks has its own count, left out, see 1. for its syscalls). carte runs here from a read-only bind mount of itself, so it does not re-execute
-#      (runtime/src/selfexe.rs) and callgrind sees the whole verb; the re-execution's own cost is the
-#      `--version` row. carte only: crun re-executes itself (execveat of a sealed copy) at every verb,
-#      even --version, and valgrind does not follow execveat; runc's Go runtime under valgrind is not
-#      comparable. The syscall table (2.) covers all three.
+#      container init it forks has its own count, left out, see 1. for its syscalls). carte runs here
+#      from a read-only bind mount of itself, so it neither moves onto a read-only view nor re-executes
+#      (runtime/src/selfexe/) and callgrind sees the whole verb. carte only: crun re-executes itself
+#      (execveat of a sealed copy) at every verb, even --version, and valgrind does not follow
+#      execveat; runc's Go runtime under valgrind is not comparable. The syscall table (2.) covers all
+#      three.
 # Env: CARTE (binary; default target/release/carte).
 set -euo pipefail
 . "$(dirname "$0")/common.sh"

@@ -2,7 +2,7 @@
 //!
 //! No Rust `main`: std's start-up reads /proc/self/maps to place a stack guard and installs
 //! SIGSEGV/SIGBUS handlers on an alternate stack — a tenth of `carte --version`'s instructions and
-//! a dozen syscalls, paid twice by `run` and `create` (they re-execute, see `selfexe`). carte keeps
+//! a dozen syscalls, paid twice by `run`, `create` and `exec` where they re-execute (`selfexe`). carte keeps
 //! what it needs of it: SIGPIPE ignored, and stdout flushed by `std::process::exit`. A stack
 //! overflow then dies of SIGSEGV without std's message. std's `env::args` works without it (glibc
 //! hands argv to std through `.init_array`).

@@ -23,9 +23,11 @@ pub fn contains_token(hay: &str, id: &str) -> bool {
 /// Whether the cgroup directory named `name` is `id`'s: the id as a whole token (the cgroupfs drivers' `…/<id>`,
 /// or `<id>` inside an engine's name), or a systemd scope `<prefix>-<id>.scope` (the systemd driver's unit for
 /// `slice:prefix:<id>`, runc's `getUnitName`), where `-` and `.` glue the id to its neighbours so that the token
-/// match misses it. The prefix must be there: `-<id>.scope` alone names no unit of ours.
+/// match misses it. The prefix must be there: `-<id>.scope` alone names no unit of ours. Or carte's cgroupfs default
+/// `carte-<id>`, which the token match misses for the same reason.
 pub fn cgroup_name_is(name: &str, id: &str) -> bool {
     contains_token(name, id)
+        || name.strip_prefix("carte-") == Some(id)
         || name
             .strip_suffix(".scope")
             .and_then(|unit| unit.strip_suffix(id))
@@ -201,6 +203,7 @@ mod tests {
         let id = "ct-1-1-x";
         for hit in [
             "ct-1-1-x",
+            "carte-ct-1-1-x",
             "carte-ct-1-1-x.scope",
             "cri-containerd-ct-1-1-x.scope",
         ] {
@@ -216,12 +219,15 @@ mod tests {
             "ct-1-1-x.scope.d",
             "carte-ct-1-1-x.slice",
             "carte-ct-1-1-x-y.scope",
+            "carte-ct-1-1-xy",
+            "crate-ct-1-1-x",
         ] {
             assert!(!cgroup_name_is(miss, id), "{miss}");
         }
         let proc_cgroup = "0::/system.slice/carte-ct-1-1-x.scope\n";
         assert!(in_cgroup_of(proc_cgroup, id));
         assert!(in_cgroup_of("4:memory:/carte/ct-1-1-x\n", id));
+        assert!(in_cgroup_of("4:memory:/carte-ct-1-1-x\n", id));
         assert!(!in_cgroup_of(
             "0::/system.slice/carte-ct-1-1-xy.scope\n",
             id

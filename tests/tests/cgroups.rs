@@ -145,8 +145,9 @@ fn default_cgroup_path_uses_the_id() {
     ctx.rt.create(&id, &b, &[]).ok();
     let pid = ctx.rt.state(&id)["pid"].as_i64().unwrap_or(0);
     let path = cgroups::path_of(pid, "pids").unwrap_or_default();
+    // carte's own prefix, at the hierarchy's root; runc's is the id below its own cgroup.
     let suffix = if is_carte() {
-        format!("/carte/{id}")
+        format!("/carte-{id}")
     } else {
         format!("/{id}")
     };

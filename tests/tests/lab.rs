@@ -111,7 +111,9 @@ fn rename(text: &str, names: &[(&str, String)]) -> String {
             let glued = |c: Option<char>| {
                 c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
             };
-            if glued(before) || glued(after) || after == Some('.') {
+            // `carte-<name>` is carte's default cgroup of the container: renamed with it.
+            let cgroup = rest[..i].ends_with("carte-") || (i == 0 && out.ends_with("carte-"));
+            if (glued(before) && !cgroup) || glued(after) || after == Some('.') {
                 out.push_str(name);
             } else {
                 out.push_str(id);
@@ -180,6 +182,10 @@ fn the_lab_parser_reads_commands_expectations_and_failures() {
             &names
         ),
         "carte state ct-1-web; cat $LAB/web.pid /carte/ct-1-web webserver"
+    );
+    assert_eq!(
+        rename("pids:/carte-web; cat carte-web/pids.max my-web", &names),
+        "pids:/carte-ct-1-web; cat carte-ct-1-web/pids.max my-web"
     );
 }
 

@@ -93,9 +93,11 @@ fn write(b: &Bundle) {
     b.write().expect("write config.json");
 }
 
-/// A private copy of the runtime binary for tests that may damage it if a defence is missing:
-/// a write that gets through must hit only this file, never the binary other tests run.
-fn private_runtime(ctx: &Ctx) -> (PathBuf, Vec<u8>) {
+/// A context whose runtime is a private copy of the runtime binary, for tests that may damage it
+/// if a defence is missing: a write that gets through must hit only this file, never the binary
+/// other tests run. Also returns the copy's path and its bytes before the test.
+fn ctx_with_private_runtime() -> Option<(Ctx, PathBuf, Vec<u8>)> {
+    let mut ctx = Ctx::new()?;
     let dir = ctx.tempdir();
     let name = runtime_bin()
         .file_name()
@@ -104,7 +106,8 @@ fn private_runtime(ctx: &Ctx) -> (PathBuf, Vec<u8>) {
     let copy = dir.join(format!("{name}-private"));
     std::fs::copy(runtime_bin(), &copy).expect("copy runtime binary");
     let bytes = std::fs::read(&copy).expect("read private runtime");
-    (copy, bytes)
+    ctx.rt = Runtime::new(copy.clone()).expect("runtime with the private binary");
+    Some((ctx, copy, bytes))
 }
 
 fn wait_file(p: &Path, what: &str) {
@@ -130,9 +133,9 @@ const TIMEOUT_LONG: Duration = Duration::from_secs(30);
 /// defence shows up as a changed file rather than a damaged shared binary.
 #[test]
 fn proc_self_exe_cannot_overwrite_the_runtime() {
-    let Some(mut ctx) = Ctx::new() else { return };
-    let (bin, before) = private_runtime(&ctx);
-    ctx.rt = Runtime::new(bin.clone()).expect("runtime with the private binary");
+    let Some((ctx, bin, before)) = ctx_with_private_runtime() else {
+        return;
+    };
 
     let victim = ctx.id("exe-victim");
     let mut v = ctx.bundle();
@@ -217,6 +220,46 @@ fn proc_self_exe_cannot_overwrite_the_runtime() {
             let line = out.lines().find(|l| l.starts_with(tag)).unwrap_or_default();
             assert!(line.contains("Read-only file system"), "{tag} {out}");
         }
+    }
+}
+
+/// The same defence seen from the host once `create` has returned: the waiting init's
+/// `/proc/PID/exe` cannot be written (a private copy of the runtime, unchanged after the try).
+/// carte gets there without re-executing itself (`selfexe::in_place`): the marker a re-execution
+/// puts in the environment is not in the init's, and the init's command line, which the move in
+/// place hands back to the kernel with the rest of the process's layout, is still `create`'s.
+#[test]
+fn created_init_cannot_write_the_runtime() {
+    use std::io::Write;
+    let Some((ctx, bin, before)) = ctx_with_private_runtime() else {
+        return;
+    };
+    let id = ctx.id("exe-view");
+    let mut b = ctx.bundle();
+    b.args(&["sleep", "100"]);
+    ctx.rt.create(&id, &b, &[]).ok();
+    let pid = ctx.rt.state(&id)["pid"].as_i64().unwrap_or(0);
+    assert!(pid > 0);
+    // O_TRUNC, as the original exploit: checked against the mount before the busy-text check.
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(format!("/proc/{pid}/exe"))
+        .and_then(|mut f| f.write_all(b"pwned"));
+    assert_eq!(std::fs::read(&bin).expect("read private runtime"), before);
+    let err = written.expect_err("the init's exe was opened and written");
+    if is_carte() {
+        assert_eq!(err.raw_os_error(), Some(libc::EROFS), "{err}");
+        let env = std::fs::read(format!("/proc/{pid}/environ")).expect("read environ");
+        let marker = b"_CARTE_SELFEXE_PROTECTED";
+        assert!(
+            !env.windows(marker.len()).any(|w| w == marker),
+            "carte re-executed itself instead of moving onto the read-only view"
+        );
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("read cmdline");
+        let args: Vec<&[u8]> = cmdline.split(|&c| c == 0).collect();
+        assert!(args.contains(&&b"create"[..]), "{cmdline:?}");
+        assert!(args.contains(&id.as_bytes()), "{cmdline:?}");
     }
 }
 

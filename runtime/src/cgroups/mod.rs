@@ -137,8 +137,8 @@ pub fn join_and_apply(
 
 /// Create the cgroup and move `pid` into it from outside (add_task makes the directories).
 pub fn join(mgr: &AnyCgroupManager, path: &Path, pid: i32) -> Result<()> {
-    // A concurrent delete may remove the shared default parent (/carte) between our mkdir of
-    // it and of our own directory; one retry recreates both.
+    // A concurrent delete may remove a parent it empties (`/carte`, see `remove_default_parent`)
+    // between our mkdir of it and of our own directory; one retry recreates both.
     if mgr.add_task(Pid::from_raw(pid)).is_err() {
         mgr.add_task(Pid::from_raw(pid))
             .map_err(|e| cg_err("join", path, e))?;
@@ -257,8 +257,8 @@ pub fn make_self_join_dirs(path: &Path, dirs: &[PathBuf]) -> Result<()> {
         .filter(|h| !h.v2)
         .map(|h| h.dir(path));
     for d in dirs {
-        // One retry: a concurrent delete may remove the shared default parent (/carte) between
-        // the two mkdirs, as in `join`.
+        // One retry: a concurrent delete may remove a parent it empties between the two mkdirs,
+        // as in `join`.
         if std::fs::create_dir_all(d).is_err() {
             std::fs::create_dir_all(d).map_err(|e| cg_err("create", d, e))?;
         }
@@ -525,8 +525,9 @@ fn destroy_systemd(path: &Path, id: &str) -> Result<()> {
     Err(cg_err("remove", path, last.unwrap_or_default()))
 }
 
-/// The default parent `/carte` is ours: remove it when the last container left it empty, so
-/// nothing of carte stays in the cgroup tree. rmdir fails harmlessly while it has children.
+/// `/carte` held the default cgroups of earlier builds (`/carte/<id>`; now `/carte-<id>`, with no
+/// parent): it is carte's own, so it goes when the last such container left it empty and nothing
+/// of carte stays in the cgroup tree. rmdir fails harmlessly while it has children.
 fn remove_default_parent(path: &Path) {
     if path.parent() == Some(Path::new("/carte")) {
         for d in cgroup_dirs(Path::new("/carte")) {

@@ -13,7 +13,7 @@
 //!
 //! carte follows that rule only where it decides whether a container has a cgroup at all: a
 //! rootless runtime (`cgroups_rootless`) on a unified host. For root, a relative path stays
-//! relative to the hierarchy's root and the default stays `/carte/<id>`: root's callers (docker,
+//! relative to the hierarchy's root and the default is `/carte-<id>`: root's callers (docker,
 //! podman, kubelet, containerd with cgroupfs) pass absolute paths; a root runtime's own cgroup is
 //! often a systemd service's (`/system.slice/containerd.service`), whose parent systemd owns and
 //! prunes; and runc 1.1.5's own answer differs by host — on this cgroup v1 host, with
@@ -23,8 +23,13 @@
 
 use std::path::{Path, PathBuf};
 
-/// `linux.cgroupsPath` if given, else `/carte/<id>` for the fs drivers and `system.slice:carte:<id>`
-/// for systemd; with `base` (see `rootless_base`) a relative path or the default `<id>` goes below it.
+/// `linux.cgroupsPath` if given, else `/carte-<id>` for the fs drivers and `system.slice:carte:<id>`
+/// (the unit `carte-<id>.scope`) for systemd; with `base` (see `rootless_base`) a relative path or
+/// the default `<id>` goes below it. The fs default sits at the hierarchy's root, as crun's `/<id>`,
+/// with no shared parent to make in every hierarchy for the first container and remove after the
+/// last (on cgroup v1 some 30 mkdir and rmdir calls and a cpuset copy, 0.2–0.4 ms of a `run`);
+/// the prefix keeps carte's cgroups apart from the host's (`init.scope`, `system.slice`) whatever
+/// the id.
 pub fn path_for(spec_path: Option<&Path>, id: &str, systemd: bool, base: Option<&Path>) -> PathBuf {
     let given = spec_path.filter(|p| !p.as_os_str().is_empty());
     if systemd {
@@ -38,7 +43,7 @@ pub fn path_for(spec_path: Option<&Path>, id: &str, systemd: bool, base: Option<
         (Some(p), Some(base)) => base.join(p),
         (None, Some(base)) => base.join(id),
         (Some(p), None) => p.to_path_buf(),
-        (None, None) => PathBuf::from(format!("/carte/{id}")),
+        (None, None) => PathBuf::from(format!("/carte-{id}")),
     }
 }
 
@@ -72,9 +77,9 @@ mod tests {
 
     #[test]
     fn root_defaults_and_given_paths() {
-        assert_eq!(path_for(None, "c1", false, None), p("/carte/c1"));
+        assert_eq!(path_for(None, "c1", false, None), p("/carte-c1"));
         let empty = Path::new("");
-        assert_eq!(path_for(Some(empty), "c1", false, None), p("/carte/c1"));
+        assert_eq!(path_for(Some(empty), "c1", false, None), p("/carte-c1"));
         assert_eq!(path_for(None, "c1", true, None), p("system.slice:carte:c1"));
         assert_eq!(
             path_for(Some(Path::new("/x/y")), "c1", false, None),

@@ -1,15 +1,18 @@
 //! Protection of the carte binary from the containers it enters (CVE-2019-5736). `create`, `run`
-//! and `exec` re-execute themselves once, before doing anything else, from a read-only view of
-//! their own binary; every process they clone into a container (the init, which carte does not
+//! and `exec`, before doing anything else, move onto a read-only view of their own binary (or
+//! re-execute from it); every process they clone into a container (the init, which carte does not
 //! re-exec) then runs from that view. A container that reaches one of them — `/proc/<pid>/exe`
 //! of a carte process in its pid namespace, or `args: ["/proc/self/exe"]`, which makes the init
 //! execve the carte binary as the container's process — can open the file but never for writing.
 //!
 //! The view is crun's: a detached bind mount of `/proc/self/exe` (`open_tree(OPEN_TREE_CLONE)`)
-//! made read-only with `mount_setattr` and executed through its fd with `execveat`. It copies
-//! nothing and appears in no mount table (so nothing on the host is woken or has to clean it up);
-//! the kernel drops it when the last process running from it exits. Where the mount API is
-//! missing or refused, a sealed memfd copy of the binary (runc's 2019 fix) takes its place.
+//! made read-only with `mount_setattr`. It copies nothing and appears in no mount table (so
+//! nothing on the host is woken or has to clean it up); the kernel drops it when the last process
+//! running from it exits. carte first moves onto it in place (`in_place`: its mappings re-made
+//! from the view, `/proc/self/exe` pointed at it; needs CAP_SYS_RESOURCE, CAP_CHECKPOINT_RESTORE
+//! or CAP_SYS_ADMIN), which spares a second start-up, and otherwise executes it through its fd
+//! with `execveat`. Where the mount API is missing or refused, a sealed memfd copy of the binary
+//! (runc's 2019 fix) is executed instead.
 //! Other verbs never enter a container and skip all of this.
 
 use crate::error::{Context, Error, Result};
@@ -22,12 +25,15 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+mod in_place;
+
 /// Set in the environment of the re-executed process, so a view that turns out not to protect
 /// (which `is_protected` would catch) is an error instead of an endless re-exec loop.
 const REEXECUTED: &str = "_CARTE_SELFEXE_PROTECTED";
 
 /// Called by `create`, `run` and `exec` before anything else: returns when this process runs
-/// from a binary no container can write; otherwise replaces the process with one that does.
+/// from a binary no container can write (already, or after moving onto one); otherwise replaces
+/// the process with one that does.
 pub fn protect() -> Result<()> {
     let reexecuted = std::env::var_os(REEXECUTED).is_some();
     if reexecuted {
@@ -45,13 +51,19 @@ pub fn protect() -> Result<()> {
                 .into(),
         ));
     }
-    let (argv, envp) = args_and_env()?;
     let first = match readonly_view() {
-        Ok(view) => sys::execveat_fd(view.as_fd(), &argv, &envp),
+        Ok(view) => match move_or_reexec(&view) {
+            Ok(()) => {
+                log::debug!("carte moved onto a read-only view of its binary (CVE-2019-5736)");
+                return Ok(());
+            }
+            Err(e) => e,
+        },
         Err(e) => e,
     };
     // Only reached when the read-only view could not be made or executed.
     log::debug!("read-only view of /proc/self/exe: {first}; using a sealed memfd copy");
+    let (argv, envp) = args_and_env()?;
     let copy = sealed_copy(&exe)?;
     let e = sys::execveat_fd(copy.as_fd(), &argv, &envp);
     Err(Error::sys(
@@ -61,10 +73,10 @@ pub fn protect() -> Result<()> {
     ))
 }
 
-/// `protect`'s re-execution, tried before the command line is parsed when it plainly names a verb
-/// that enters a container (`cli::enters_container`): the first image then spends nothing on
-/// clap and logging, about a fifth of its start-up. On any failure it returns, and `protect`,
-/// which runs after parsing either way, tries again and reports.
+/// `protect`'s work, tried before the command line is parsed when it plainly names a verb that
+/// enters a container (`cli::enters_container`): a re-execution then spends nothing on clap and
+/// logging. On any failure it returns, and `protect`, which runs after parsing either way, tries
+/// again and reports.
 pub fn protect_early() {
     if std::env::var_os(REEXECUTED).is_some() {
         return;
@@ -73,9 +85,22 @@ pub fn protect_early() {
     if protected.unwrap_or(true) {
         return;
     }
-    if let (Ok((argv, envp)), Ok(view)) = (args_and_env(), readonly_view()) {
-        let _ = sys::execveat_fd(view.as_fd(), &argv, &envp);
+    if let Ok(view) = readonly_view() {
+        let _ = move_or_reexec(&view);
     }
+}
+
+/// Moves this process onto `view` (`in_place`); where that is refused, or leaves `/proc/self/exe`
+/// unprotected, re-executes it. Returns Ok after a move, and the error of a failed re-execution.
+fn move_or_reexec(view: &OwnedFd) -> std::result::Result<(), nix::errno::Errno> {
+    let moved = in_place::adopt(view);
+    if moved.is_ok() && File::open("/proc/self/exe").is_ok_and(|exe| is_protected(&exe)) {
+        return Ok(());
+    }
+    log::debug!("moving onto the read-only view of /proc/self/exe: {moved:?}; re-executing it");
+    // A NUL in an argument: `protect` reports it when it builds them again for the memfd copy.
+    let (argv, envp) = args_and_env().map_err(|_| nix::errno::Errno::EINVAL)?;
+    Err(sys::execveat_fd(view.as_fd(), &argv, &envp))
 }
 
 /// Whether no write can reach the file we run from: it sits on a read-only mount (our view, or
@@ -91,7 +116,7 @@ fn is_protected(exe: &File) -> bool {
         .unwrap_or(false)
 }
 
-/// A detached, read-only bind mount of our own binary, as an O_PATH fd to execute.
+/// A detached, read-only bind mount of our own binary, as an O_PATH fd to move onto or execute.
 fn readonly_view() -> std::result::Result<OwnedFd, nix::errno::Errno> {
     let view = sys::open_tree_clone(Path::new("/proc/self/exe"))?;
     sys::mount_setattr(
