@@ -5,7 +5,7 @@
 //! `execveat` of the view gives — no mapping and no exe link that reaches the writable file —
 //! without a second start-up: on the VM of bench/README.md a start-up of carte costs about
 //! 0.9 ms (glibc's CPU feature probe alone is ~70 `cpuid`s, each a trap to the hypervisor), the
-//! move about 0.15 ms.
+//! move about 0.3 ms with the code it faults in again.
 
 use crate::sys::remap::{self, Mapping, MmLayout};
 use nix::errno::Errno;
