@@ -17,6 +17,7 @@ pub mod mountinfo;
 pub mod namespaces;
 pub mod net;
 pub mod proc_attrs;
+pub mod proc_stat;
 pub mod process;
 pub mod procfs;
 pub mod rootfs;

@@ -436,15 +436,11 @@ fn create_temp_beside(path: &Path) -> Result<(PathBuf, File)> {
 /// Field 22 (starttime) of /proc/PID/stat; None when the process is gone or a zombie.
 pub fn live_start_time(pid: i32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The comm field may contain spaces and parentheses: parse after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split(' ').collect();
-    // rest starts at field 3 (state); starttime is field 22.
-    let state = *fields.first()?;
-    if state == "Z" || state == "X" {
+    let fields = crate::proc_stat::StatFields::parse(&stat)?;
+    if matches!(fields.get(3)?, "Z" | "X") {
         return None;
     }
-    fields.get(22 - 3)?.parse().ok()
+    fields.get(22)?.parse().ok()
 }
 
 /// Is the init recorded in `st` still our process (alive, not a zombie, same start time)?

@@ -7,6 +7,7 @@
 //! 0.9 ms (glibc's CPU feature probe alone is ~70 `cpuid`s, each a trap to the hypervisor), the
 //! move about 0.3 ms with the code it faults in again.
 
+use crate::proc_stat::StatFields;
 use crate::sys::remap::{self, Mapping, MmLayout};
 use nix::errno::Errno;
 use std::fs::File;
@@ -41,14 +42,12 @@ pub fn adopt(view: &OwnedFd) -> Result<(), Errno> {
     }
 }
 
-/// The layout fields of a `/proc/self/stat` line (counted after the `)` that ends the command,
-/// which may hold spaces): startcode, endcode, startstack (26–28) and start_data … env_end
-/// (45–51). None if any is missing or zero (the kernel hides them from a reader without access).
+/// The layout fields of a `/proc/self/stat` line: startcode, endcode, startstack (26–28) and
+/// start_data … env_end (45–51). None if any is missing or zero (the kernel hides them from a
+/// reader without access).
 fn layout_of(stat: &str) -> Option<MmLayout> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let f: Vec<&str> = rest.split_ascii_whitespace().collect();
-    // f[0] is field 3 (state).
-    let field = |n: usize| f.get(n - 3)?.parse::<u64>().ok().filter(|&v| v != 0);
+    let f = StatFields::parse(stat)?;
+    let field = |n: usize| f.get(n)?.parse::<u64>().ok().filter(|&v| v != 0);
     Some(MmLayout {
         start_code: field(26)?,
         end_code: field(27)?,
