@@ -17,9 +17,14 @@ all: build
 # +crt-static (`cargo rustc`): proc-macros and build scripts cannot be static. A plain `cargo build`
 # still gives a working, dynamic carte. runtime/layout.ld puts the functions the verbs run together at
 # the start of the code (`make layout` writes it; bench/layout.sh says why): the kernel maps code 64 KiB
-# around each fault, so scattered functions cost faults and resident memory.
+# around each fault, so scattered functions cost faults and resident memory. On x86-64 the process
+# enters at carte_entry, which pre-faults the pages those relocations write in one madvise before
+# glibc's _start (runtime/src/sys/entry.rs).
 CARTE_LINK := -C target-feature=+crt-static -C link-arg=-Wl,-z,pack-relative-relocs \
 	-C link-arg=-Wl,-T,$(CURDIR)/runtime/layout.ld
+ifneq ($(filter x86_64-%,$(HOST)),)
+CARTE_LINK += -C link-arg=-Wl,-e,carte_entry
+endif
 build:
 	$(CARGO) build --release --workspace --bins --exclude carte
 	$(CARGO) rustc --release -p carte --bin carte -- $(CARTE_LINK)

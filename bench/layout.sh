@@ -215,7 +215,9 @@ with open(out, "w") as o:
             "   first run them, placed before the rest of the code. See bench/layout.sh for why. */\n")
     o.write("SECTIONS {\n  .text.hot : {\n")
     # The entry point: _start is in the .text of the C runtime's rcrt1.o, not in a section named after it;
-    # so is frame_dummy, which every start runs (from .init_array), in crtbegin's.
+    # so is frame_dummy, which every start runs (from .init_array), in crtbegin's. carte_entry (runtime/src/sys/
+    # entry.rs) runs before _start, in a section of its own.
+    o.write("    *(.text.carte_entry)\n")
     o.write("    *crt1.o(.text .text.*)\n")
     o.write("    *crtbegin*.o(.text .text.*)\n")
     for line in lines:

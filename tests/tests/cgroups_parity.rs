@@ -708,3 +708,23 @@ fn host_mounts_below_the_cgroup_do_not_show_inside() {
         assert_gone(&ctx, &id);
     }
 }
+
+/// A limit the kernel refuses only when it is written (a cpuset naming a CPU this host lacks; nothing checks it
+/// before) fails create while the init waits at its mounts (`process/sync.rs`): the init is killed with everything
+/// else, and nothing is left.
+#[test]
+fn a_limit_the_kernel_refuses_fails_create_and_leaves_nothing() {
+    let Some(ctx) = Ctx::new() else { return };
+    let id = ctx.id("badcpus");
+    let mut b = ctx.bundle();
+    b.args(&["true"]);
+    b.cgroups_path(&cgroup_of(&id));
+    b.resource("cpu", json!({"cpus": "1023"}));
+    let out = ctx.rt.create(&id, &b, &[]);
+    assert!(!out.success(), "create with cpus 1023: {out}");
+    if is_carte() {
+        assert!(faults::one_line_error(&out), "{}", out.stderr);
+        assert!(out.stderr.contains("cpuset.cpus"), "{}", out.stderr);
+    }
+    ctx.assert_no_leaks(&id);
+}

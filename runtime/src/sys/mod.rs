@@ -7,6 +7,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
 mod bpf;
+mod entry;
 pub mod remap;
 pub use bpf::{
     bpf_attach_device_prog, bpf_detach_device_prog, bpf_device_progs, bpf_load_device_prog,
