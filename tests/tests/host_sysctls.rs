@@ -91,6 +91,31 @@ fn a_sysctl_in_no_namespace_is_refused() {
     refused("pidmax", "kernel.pid_max", |_| {});
 }
 
+/// A namespaced sysctl whose value the kernel refuses fails in the init, after its mounts and
+/// the cgroup's limits: create fails with the kernel's reason (one line naming the sysctl) and
+/// leaves nothing.
+#[test]
+fn a_sysctl_value_the_kernel_refuses_fails_create_with_its_reason() {
+    let Some(ctx) = Ctx::new() else { return };
+    let mut b = ctx.bundle();
+    b.args(&["true"]);
+    b.set(
+        "/linux/sysctl",
+        json!({ "net.ipv4.ip_local_port_range": "70000 10" }),
+    );
+    b.resource("pids", json!({"limit": 64}));
+    let id = ctx.id("badval");
+    let out = ctx.rt.create(&id, &b, &[]).fails();
+    assert!(
+        out.stderr.contains("ip_local_port_range"),
+        "error does not name the sysctl: {out}"
+    );
+    if is_carte() {
+        assert!(faults::one_line_error(&out), "{}", out.stderr);
+    }
+    ctx.assert_no_leaks(&id);
+}
+
 /// `kernel.hostname` says what the `hostname` field says: runc refuses it even with a uts
 /// namespace, and so does carte.
 #[test]

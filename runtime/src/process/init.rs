@@ -35,6 +35,8 @@ pub struct InitArgs<'a> {
     /// child cannot ask geteuid(): inside a new user namespace it says 65534 until the parent
     /// writes the uid map and 0 after, so a slow child would decide on the wrong side.
     pub unprivileged: bool,
+    /// Whether the parent waits for `Committed` (it does unless it outlives us: `run`).
+    pub ack_commit: bool,
 }
 
 /// Entry point in the child; never returns.
@@ -177,7 +179,9 @@ fn story(
     chan.send(&Msg::Ready)?;
     chan.expect(Msg::Commit)?;
     nix::sys::prctl::set_pdeathsig(None).ctx("prctl", "PR_SET_PDEATHSIG")?;
-    chan.send(&Msg::Committed)?;
+    if a.ack_commit {
+        chan.send(&Msg::Committed)?;
+    }
     committed.set(true);
     // Kept open (close-on-exec) until execve: `start` waits for it to close before it runs the
     // poststart hooks, so they always come after the startContainer hooks and the exec.

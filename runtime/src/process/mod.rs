@@ -38,6 +38,9 @@ pub struct CreateOpts<'a> {
     pub rootless_cgroups: bool,
     /// `--no-new-keyring`: the container keeps the runtime's session keyring.
     pub no_new_keyring: bool,
+    /// The caller lives on until the container exits (`run` in the foreground): the init's
+    /// PDEATHSIG may then be cleared without `create` waiting for it (see `Msg::Commit`).
+    pub outlives_init: bool,
 }
 
 pub struct Created {
@@ -191,6 +194,7 @@ fn spawn(
                 self_join: self_join.clone(),
                 no_new_keyring: o.no_new_keyring,
                 unprivileged,
+                ack_commit: !o.outlives_init,
             };
             init::run(args, child)
         }
@@ -290,7 +294,10 @@ fn spawn(
         .transpose()?;
     dir.save(st)?;
     parent.send(&Msg::Commit)?;
-    parent.expect(Msg::Committed)?;
+    if !o.outlives_init {
+        // We are about to exit: the init must have cleared its PDEATHSIG first.
+        parent.expect(Msg::Committed)?;
+    }
     // Last, as runc does: nothing can fail after it, so a failed create never leaves a pid file
     // (which delete no longer removes).
     if let Some(p) = &st.pid_file {

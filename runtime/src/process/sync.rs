@@ -24,10 +24,12 @@
 //!  [SCMP_ACT_NOTIFY: send the state + fd  ◀─── SeccompListener + fd]   notify filter installed
 //!   to the agent at listenerPath]
 //!  ◀────────────────────────────────────────── Ready (or Failed{msg} at any step)
-//!  pid file, state.json
+//!  state.json
 //!  Commit ───────────────────────────────────▶ clear PDEATHSIG
-//!  exit 0   ◀──────────────────────────────── Committed; then block on exec.fifo until `start`,
-//!                                              startContainer hooks, fds, seccomp, execve
+//!  pid file, exit 0 ◀──────────────────────── Committed [not to a foreground `run`, which
+//!                                              outlives us]; then block on exec.fifo until
+//!                                              `start`, startContainer hooks, fds, seccomp,
+//!                                              execve
 //! ```
 
 use crate::error::{Context, Error, Result};
@@ -51,6 +53,9 @@ pub enum Msg {
     Mounted,
     Proceed,
     Ready,
+    /// The container is on disk: the init stops dying with `create`. A `create` about to exit
+    /// waits for `Committed` (else its exit could still kill the init); a foreground `run`
+    /// stays, and does not.
     Commit,
     Committed,
     Failed(String),

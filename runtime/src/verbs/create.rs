@@ -17,6 +17,7 @@ pub fn opts<'a>(cli: &'a Cli, a: &'a CreateArgs) -> CreateOpts<'a> {
         systemd: cli.systemd_cgroup,
         rootless_cgroups: crate::rootless::cgroups_rootless(cli.rootless_mode.as_deref()),
         no_new_keyring: a.no_new_keyring,
+        outlives_init: false,
     }
 }
 

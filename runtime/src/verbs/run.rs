@@ -24,6 +24,7 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
     if opts.console.is_none() && !a.detach {
         opts.console = Some(Console::Proxy);
     }
+    opts.outlives_init = !a.detach;
     let mut c = process::create(&opts)?;
     // Attached before start, so the process sees its window size from the first instruction.
     let term = c.master.take().map(Terminal::attach).transpose();
