@@ -56,7 +56,7 @@ pub struct CapPlan {
 /// capabilities that cannot be granted". The caller logs [`CapPlan::warnings`].
 pub fn plan(spec: Option<&LinuxCapabilities>) -> Result<CapPlan, CapsError> {
     let text =
-        std::fs::read_to_string(CAP_LAST_CAP).map_err(|e| CapsError::LastCap(e.to_string()))?;
+        crate::kernel_text::read(CAP_LAST_CAP).map_err(|e| CapsError::LastCap(e.to_string()))?;
     let last_cap = text
         .trim()
         .parse::<u8>()
@@ -67,7 +67,7 @@ pub fn plan(spec: Option<&LinuxCapabilities>) -> Result<CapPlan, CapsError> {
 /// Our bounding set as a mask (`CapBnd` of /proc/self/status; every bit when it cannot be read,
 /// so a capset failure then names the capability).
 fn own_bounding() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+    crate::kernel_text::read("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()

@@ -10,6 +10,7 @@ pub mod devfilter;
 pub mod error;
 pub mod hooks;
 pub mod idmap;
+pub mod kernel_text;
 pub mod keyring;
 pub mod log;
 pub mod lsm;

@@ -23,7 +23,7 @@ pub struct Entry {
 /// The calling process's mount table.
 pub fn read_self() -> Result<Vec<Entry>> {
     let path = "/proc/self/mountinfo";
-    let text = std::fs::read_to_string(path).ctx("read", path)?;
+    let text = crate::kernel_text::read(path).ctx("read", path)?;
     Ok(parse(&text))
 }
 

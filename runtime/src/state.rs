@@ -435,7 +435,7 @@ fn create_temp_beside(path: &Path) -> Result<(PathBuf, File)> {
 
 /// Field 22 (starttime) of /proc/PID/stat; None when the process is gone or a zombie.
 pub fn live_start_time(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let stat = crate::kernel_text::read(format!("/proc/{pid}/stat")).ok()?;
     let fields = crate::proc_stat::StatFields::parse(&stat)?;
     if matches!(fields.get(3)?, "Z" | "X") {
         return None;

@@ -45,7 +45,7 @@ impl Hierarchy {
 /// Read once per process: carte's own mounts never change the host's table.
 pub fn all() -> &'static [Hierarchy] {
     static ALL: OnceLock<Vec<Hierarchy>> = OnceLock::new();
-    ALL.get_or_init(|| parse(&std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default()))
+    ALL.get_or_init(|| parse(&crate::kernel_text::read("/proc/self/mountinfo").unwrap_or_default()))
 }
 
 /// The hierarchy holding controller `ctrl` (`freezer`, `cpu`…), or the cgroup2 one on a

@@ -393,10 +393,10 @@ fn frozen_from_above(path: &Path) -> bool {
         return false;
     };
     if h.v2 {
-        let ev = std::fs::read_to_string(d.join("cgroup.events")).unwrap_or_default();
+        let ev = crate::kernel_text::read(d.join("cgroup.events")).unwrap_or_default();
         ev.lines().any(|l| l.trim() == "frozen 1")
     } else {
-        let st = std::fs::read_to_string(d.join("freezer.state")).unwrap_or_default();
+        let st = crate::kernel_text::read(d.join("freezer.state")).unwrap_or_default();
         matches!(st.trim(), "FROZEN" | "FREEZING")
     }
 }

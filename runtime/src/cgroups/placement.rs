@@ -54,7 +54,7 @@ pub fn rootless_base(rootless: bool, systemd: bool) -> Option<PathBuf> {
     if !rootless || systemd || !super::hierarchy::unified() {
         return None;
     }
-    parent_of_own(&std::fs::read_to_string("/proc/self/cgroup").ok()?)
+    parent_of_own(&crate::kernel_text::read("/proc/self/cgroup").ok()?)
 }
 
 /// The parent of the cgroup v2 path in a `/proc/PID/cgroup` text (`/` for the root itself).

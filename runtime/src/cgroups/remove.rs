@@ -45,7 +45,7 @@ pub fn pids_below(dir: &Path) -> Vec<i32> {
 fn procs(tree: &[PathBuf]) -> Vec<i32> {
     let mut out: Vec<i32> = tree
         .iter()
-        .filter_map(|d| std::fs::read_to_string(d.join("cgroup.procs")).ok())
+        .filter_map(|d| crate::kernel_text::read(d.join("cgroup.procs")).ok())
         .flat_map(|s| {
             s.lines()
                 .filter_map(|l| l.trim().parse().ok())
@@ -63,7 +63,7 @@ fn thaw(tree: &[PathBuf]) {
     for d in tree.iter().rev() {
         for (file, thawed) in [("freezer.state", "THAWED"), ("cgroup.freeze", "0")] {
             let f = d.join(file);
-            if let Ok(s) = std::fs::read_to_string(&f) {
+            if let Ok(s) = crate::kernel_text::read(&f) {
                 if s.trim() != thawed {
                     if let Err(e) = std::fs::write(&f, thawed) {
                         log::warn!("thaw {}: {e}", f.display());

@@ -25,13 +25,13 @@ pub struct Hierarchy {
 /// whose hierarchies are the ones the parent found; one it joined is read afresh.
 pub fn own_hierarchies(same_mounts: bool) -> Vec<Hierarchy> {
     use crate::cgroups::hierarchy;
-    let cg = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let cg = crate::kernel_text::read("/proc/self/cgroup").unwrap_or_default();
     let read;
     let mounted: &[hierarchy::Hierarchy] = if same_mounts {
         hierarchy::all()
     } else {
         read =
-            hierarchy::parse(&std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default());
+            hierarchy::parse(&crate::kernel_text::read("/proc/self/mountinfo").unwrap_or_default());
         &read
     };
     let mut out = vec![];

@@ -73,8 +73,8 @@ pub fn start(dir: &ContainerDir, st: &State) -> Result<()> {
         if ready.contains(nix::poll::PollFlags::POLLHUP) {
             // No byte, no writer, yet the init lives: its open of the fifo is under way. The
             // kernel counts a new writer in two steps that poll reads without the pipe's lock,
-            // so a reader can see a hang-up between them (seen once in 3,000 runs when we had
-            // opened first). Give the init a moment to write, or to die, and look again.
+            // so a reader can see a hang-up between them (1 `run` in 15,000 failed on it, when we
+            // had opened first). Give the init a moment to write, or to die, and look again.
             let mut init = [nix::poll::PollFd::new(
                 pidfd.as_fd(),
                 nix::poll::PollFlags::POLLIN,
