@@ -29,30 +29,54 @@ pub fn read_self() -> Result<Vec<Entry>> {
 
 /// Lines that do not have the documented shape are skipped, not guessed at.
 pub fn parse(text: &str) -> Vec<Entry> {
-    text.lines().filter_map(parse_line).collect()
+    text.lines().filter_map(|l| parse_line(l, None)).collect()
 }
 
-fn parse_line(line: &str) -> Option<Entry> {
+/// The mounts of the filesystem types `types` only (`cgroup`, `proc`…). The type is looked at
+/// before anything is copied: a node with hundreds of overlay and tmpfs mounts costs their
+/// lines' scan, not an entry each.
+pub fn parse_types(text: &str, types: &[&str]) -> Vec<Entry> {
+    text.lines()
+        .filter_map(|l| parse_line(l, Some(types)))
+        .collect()
+}
+
+fn parse_line(line: &str, types: Option<&[&str]>) -> Option<Entry> {
     // 36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue
     let (left, right) = line.split_once(" - ")?;
-    let l: Vec<&str> = left.split(' ').collect();
-    let r: Vec<&str> = right.split(' ').collect();
-    if l.len() < 6 || r.len() < 2 {
+    let mut r = right.split(' ');
+    let fs_type = r.next()?;
+    if types.is_some_and(|t| !t.contains(&fs_type)) {
         return None;
     }
+    let source = r.next()?;
+    let super_options = r.next().unwrap_or_default();
+    // id, parent id, major:minor, root, mount point, options, then the optional fields.
+    let mut l = left.split(' ');
+    let (_, _, dev, root, mount_point, _) = (
+        l.next()?,
+        l.next()?,
+        l.next()?,
+        l.next()?,
+        l.next()?,
+        l.next()?,
+    );
     Some(Entry {
-        dev: l[2].to_string(),
-        root: unescape(l[3]).into(),
-        mount_point: unescape(l[4]).into(),
-        optional: l[6..].iter().map(|s| s.to_string()).collect(),
-        fs_type: r[0].to_string(),
-        source: unescape(r[1]),
-        super_options: r.get(2).map(|o| o.to_string()).unwrap_or_default(),
+        dev: dev.to_string(),
+        root: unescape(root).into(),
+        mount_point: unescape(mount_point).into(),
+        optional: l.map(str::to_string).collect(),
+        fs_type: fs_type.to_string(),
+        source: unescape(source),
+        super_options: super_options.to_string(),
     })
 }
 
 /// The kernel escapes space, tab, newline and backslash as three octal digits.
 fn unescape(s: &str) -> String {
+    if !s.contains('\\') {
+        return s.to_string();
+    }
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -94,5 +118,11 @@ mod tests {
         assert_eq!(v[0].super_options, "rw,errors=continue");
         assert_eq!(v[1].fs_type, "proc");
         assert_eq!(v[1].mount_point, PathBuf::from("/proc"));
+        assert_eq!(v[1].optional, Vec::<String>::new());
+        let only = parse_types(t, &["proc", "sysfs"]);
+        assert_eq!(only, [v[1].clone()]);
+        // Too few fields on either side: skipped, whatever the filter.
+        assert!(parse("1 2 0:3 / - proc proc rw").is_empty());
+        assert!(parse_types("1 2 0:3 / /p rw - proc", &["proc"]).is_empty());
     }
 }

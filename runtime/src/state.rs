@@ -304,6 +304,17 @@ impl ContainerDir {
         serde_json::from_slice(&raw).ok()
     }
 
+    /// The hooks alone: all `start` and `delete` need of the config. The rest of the document is
+    /// scanned, not built into a `Spec` (a third of `delete`'s own instructions were that).
+    pub fn hooks(&self) -> Option<oci_spec::runtime::Hooks> {
+        #[derive(serde::Deserialize)]
+        struct HooksOnly {
+            hooks: Option<oci_spec::runtime::Hooks>,
+        }
+        let raw = std::fs::read(self.path.join(CONFIG_COPY)).ok()?;
+        serde_json::from_slice::<HooksOnly>(&raw).ok()?.hooks
+    }
+
     pub fn fifo(&self) -> PathBuf {
         self.path.join(EXEC_FIFO)
     }

@@ -57,7 +57,7 @@ pub fn release(st: &State) -> Result<()> {
 /// its poststop hooks (a failure is logged, not fatal), remove the state dir. When the release
 /// fails the state dir stays, so a later `delete --force` can still find what is left.
 pub fn destroy(dir: ContainerDir, st: &State) -> Result<()> {
-    let hooks = dir.config().and_then(|s| s.hooks().clone());
+    let hooks = dir.hooks();
     release(st)?;
     if !crate::criu::spawn::detach_stale_root(&dir.path) {
         return Err(crate::error::Error::Other(format!(

@@ -116,26 +116,68 @@ fn foreground_run_killed_by_signal_exits_128_plus_n() {
     assert_eq!(out.code(), 128 + 9, "{out}");
 }
 
-#[test]
-fn foreground_run_killed_from_outside_exits_137() {
-    let Some(ctx) = Ctx::new() else { return };
-    let id = ctx.id("extkill");
-    let b = sleeper(&ctx);
+/// A foreground `run` of the sleeper, once its container runs (the bundle is returned: it must
+/// outlive the container).
+fn foreground_sleeper(ctx: &Ctx, id: &str) -> (Bundle, runtime::Running) {
+    let b = sleeper(ctx);
     b.write().ok();
     let running = match ctx
         .rt
-        .spawn(&["run", &id, "--bundle", b.path_str()], Default::default())
+        .spawn(&["run", id, "--bundle", b.path_str()], Default::default())
     {
         Ok(r) => r,
         Err(e) => panic!("{e:#}"),
     };
     let up = poll_until(runtime::TIMEOUT, || {
-        ctx.rt.cmd(&["state", &id]).stdout.contains("\"running\"")
+        ctx.rt.cmd(&["state", id]).stdout.contains("\"running\"")
     });
     assert!(up, "container never ran");
+    (b, running)
+}
+
+#[test]
+fn foreground_run_killed_from_outside_exits_137() {
+    let Some(ctx) = Ctx::new() else { return };
+    let id = ctx.id("extkill");
+    let (_bundle, running) = foreground_sleeper(&ctx, &id);
     ctx.rt.kill(&id, "KILL").ok();
     let out = running.wait();
     assert_eq!(out.code(), 137, "{out}");
+}
+
+/// A foreground `run` killed itself (SIGKILL: no handler, no cleanup) leaves its container running,
+/// as runc's does: the init outlives the runtime once it is started, and `kill` + `delete` still
+/// find and remove everything. (carte's `run` no longer waits for the init to confirm it dropped
+/// its parent-death signal; the init drops it before it can be started.)
+#[test]
+fn a_killed_foreground_run_leaves_its_container_running() {
+    use std::os::unix::process::ExitStatusExt;
+    let Some(ctx) = Ctx::new() else { return };
+    let id = ctx.id("runkilled");
+    let (_bundle, running) = foreground_sleeper(&ctx, &id);
+    let pid = ctx.rt.state(&id)["pid"].as_i64().unwrap_or_default();
+    let run_pid = i32::try_from(running.pid()).unwrap_or_default();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(run_pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .ok();
+    let out = running.wait();
+    assert_eq!(out.status.signal(), Some(9), "{out}");
+    // Long enough for a parent-death signal to have arrived, had there been one.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(ctx.rt.status(&id), "running");
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    assert!(
+        stat.rsplit(')')
+            .next()
+            .is_some_and(|s| s.trim_start().starts_with('S')),
+        "init {pid} is not the sleeping container process: {stat}"
+    );
+    ctx.rt.kill(&id, "KILL").ok();
+    ctx.rt.wait_status(&id, "stopped");
+    ctx.rt.delete(&id).ok();
+    ctx.assert_no_leaks(&id);
 }
 
 #[test]

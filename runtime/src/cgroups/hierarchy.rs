@@ -78,7 +78,7 @@ const V1_OPTIONS: [&str; 7] = [
 pub fn parse(mountinfo: &str) -> Vec<Hierarchy> {
     let mut out: Vec<Hierarchy> = vec![];
     let mut seen: Vec<String> = vec![];
-    for m in crate::mountinfo::parse(mountinfo) {
+    for m in crate::mountinfo::parse_types(mountinfo, &["cgroup", "cgroup2"]) {
         let v2 = match m.fs_type.as_str() {
             "cgroup" => false,
             "cgroup2" => true,

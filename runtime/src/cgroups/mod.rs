@@ -281,7 +281,7 @@ fn fill_cpuset(dir: &Path, path: &Path) -> Result<()> {
         let mut above = String::new();
         for level in levels.iter().rev() {
             let f = level.join(file);
-            let mine = read_small(&f).map_err(|e| cg_err("read", &f, e))?;
+            let mine = crate::kernel_text::read_trimmed(&f).map_err(|e| cg_err("read", &f, e))?;
             if mine.is_empty() && !above.is_empty() {
                 std::fs::write(&f, &above).map_err(|e| cg_err("write", &f, e))?;
             } else {
@@ -290,20 +290,6 @@ fn fill_cpuset(dir: &Path, path: &Path) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// A short cgroup file, trimmed: open, one read, close (`read_to_string` also stats the file and
-/// reads again to find its end). A list that fills the buffer is read on to its end.
-fn read_small(f: &Path) -> std::io::Result<String> {
-    use std::io::Read;
-    let mut file = std::fs::File::open(f)?;
-    let mut buf = vec![0u8; 4096];
-    let n = file.read(&mut buf)?;
-    buf.truncate(n);
-    if n == 4096 {
-        file.read_to_end(&mut buf)?;
-    }
-    Ok(String::from_utf8_lossy(&buf).trim().to_string())
 }
 
 /// In the init, before anything else: move our own (only) thread into each directory. The

@@ -93,9 +93,8 @@ fn cgroup_binds(pid: i32) -> Result<Vec<PathBuf>> {
     }
     let path = format!("/proc/{pid}/mountinfo");
     let text = std::fs::read_to_string(&path).ctx("read", &path)?;
-    Ok(crate::mountinfo::parse(&text)
+    Ok(crate::mountinfo::parse_types(&text, &["cgroup", "cgroup2"])
         .into_iter()
-        .filter(|e| e.fs_type == "cgroup" || e.fs_type == "cgroup2")
         .map(|e| e.mount_point)
         .collect())
 }

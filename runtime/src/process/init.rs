@@ -35,8 +35,9 @@ pub struct InitArgs<'a> {
     /// child cannot ask geteuid(): inside a new user namespace it says 65534 until the parent
     /// writes the uid map and 0 after, so a slow child would decide on the wrong side.
     pub unprivileged: bool,
-    /// Whether the parent waits for `Committed` (it does unless it outlives us: `run`).
-    pub ack_commit: bool,
+    /// The parent's `CreateOpts::outlives_init`: it lives on until we exit (a foreground `run`)
+    /// and does not wait for `Committed`.
+    pub outlives_init: bool,
 }
 
 /// Entry point in the child; never returns.
@@ -179,7 +180,7 @@ fn story(
     chan.send(&Msg::Ready)?;
     chan.expect(Msg::Commit)?;
     nix::sys::prctl::set_pdeathsig(None).ctx("prctl", "PR_SET_PDEATHSIG")?;
-    if a.ack_commit {
+    if !a.outlives_init {
         chan.send(&Msg::Committed)?;
     }
     committed.set(true);

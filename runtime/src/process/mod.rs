@@ -194,7 +194,7 @@ fn spawn(
                 self_join: self_join.clone(),
                 no_new_keyring: o.no_new_keyring,
                 unprivileged,
-                ack_commit: !o.outlives_init,
+                outlives_init: o.outlives_init,
             };
             init::run(args, child)
         }

@@ -107,7 +107,7 @@ pub fn start(dir: &ContainerDir, st: &State) -> Result<()> {
         }
     }
     let _ = std::fs::remove_file(&fifo_path);
-    let hooks = dir.config().and_then(|s| s.hooks().clone());
+    let hooks = dir.hooks();
     // runtime.md: a failed poststart hook is a warning; the other hooks and the container go on.
     // (runc 1.1 fails and kills the container instead; crun follows the spec, as we do.)
     crate::hooks::run_all_warning(
