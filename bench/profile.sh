@@ -87,7 +87,7 @@ for n in "${names[@]:1}"; do
 done
 
 echo
-echo "## 3. user-space instructions of the runtime's own process per verb (callgrind; the init it forks is not counted)"
+echo "## 3. user-space instructions of the runtime's own process for --version, state and delete (callgrind)"
 # valgrind 3.19 does not know fsopen, open_tree, openat2 (the init's procfs and mounts) or pidfd_open
 # (start's wait for the init): under it create fails in the init and start at once, and their counts
 # would be of their error paths. They are in the syscall table (2.) only; state and delete run here on a
