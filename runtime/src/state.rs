@@ -300,8 +300,7 @@ impl ContainerDir {
 
     /// The config.json copied at create time (hooks, cgroup path) — None if unreadable.
     pub fn config(&self) -> Option<oci_spec::runtime::Spec> {
-        let raw = std::fs::read(self.path.join(CONFIG_COPY)).ok()?;
-        serde_json::from_slice(&raw).ok()
+        self.read_config()
     }
 
     /// The hooks alone: all `start` and `delete` need of the config. The rest of the document is
@@ -311,8 +310,13 @@ impl ContainerDir {
         struct HooksOnly {
             hooks: Option<oci_spec::runtime::Hooks>,
         }
+        self.read_config::<HooksOnly>()?.hooks
+    }
+
+    /// The config copy read as `T` (what of it the caller needs); None if unreadable.
+    fn read_config<T: serde::de::DeserializeOwned>(&self) -> Option<T> {
         let raw = std::fs::read(self.path.join(CONFIG_COPY)).ok()?;
-        serde_json::from_slice::<HooksOnly>(&raw).ok()?.hooks
+        serde_json::from_slice(&raw).ok()
     }
 
     pub fn fifo(&self) -> PathBuf {

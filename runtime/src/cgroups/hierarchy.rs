@@ -45,7 +45,12 @@ impl Hierarchy {
 /// Read once per process: carte's own mounts never change the host's table.
 pub fn all() -> &'static [Hierarchy] {
     static ALL: OnceLock<Vec<Hierarchy>> = OnceLock::new();
-    ALL.get_or_init(|| parse(&crate::kernel_text::read("/proc/self/mountinfo").unwrap_or_default()))
+    ALL.get_or_init(read)
+}
+
+/// The hierarchies of our mount namespace now, read afresh (`all` is the cached first reading).
+pub fn read() -> Vec<Hierarchy> {
+    parse(&crate::kernel_text::read("/proc/self/mountinfo").unwrap_or_default())
 }
 
 /// The hierarchy holding controller `ctrl` (`freezer`, `cpu`…), or the cgroup2 one on a

@@ -30,8 +30,7 @@ pub fn own_hierarchies(same_mounts: bool) -> Vec<Hierarchy> {
     let mounted: &[hierarchy::Hierarchy] = if same_mounts {
         hierarchy::all()
     } else {
-        read =
-            hierarchy::parse(&crate::kernel_text::read("/proc/self/mountinfo").unwrap_or_default());
+        read = hierarchy::read();
         &read
     };
     let mut out = vec![];

@@ -4,8 +4,9 @@
 use crate::cli::{Cli, IdArg};
 use crate::error::{Context, Error, Result};
 use crate::state::{self, ContainerDir, State, Status};
+use nix::poll::{PollFd, PollFlags};
 use std::io::Read;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::OpenOptionsExt;
 
 pub fn run(cli: &Cli, a: &IdArg) -> Result<i32> {
@@ -40,17 +41,8 @@ pub fn start(dir: &ContainerDir, st: &State) -> Result<()> {
         fifo_path.display()
     );
     loop {
-        let mut fds = [
-            nix::poll::PollFd::new(fifo.as_fd(), nix::poll::PollFlags::POLLIN),
-            nix::poll::PollFd::new(pidfd.as_fd(), nix::poll::PollFlags::POLLIN),
-        ];
-        match nix::poll::poll(&mut fds, nix::poll::PollTimeout::NONE) {
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(Error::sys("poll", fifo_path.display(), e)),
-            Ok(_) => {}
-        }
-        let ready = fds[0].revents().unwrap_or(nix::poll::PollFlags::empty());
-        if ready.contains(nix::poll::PollFlags::POLLIN) {
+        let (ready, init_gone) = wait(fifo.as_fd(), pidfd.as_fd(), &fifo_path)?;
+        if ready.contains(PollFlags::POLLIN) {
             let mut b = [0u8; 1];
             match fifo.read(&mut b) {
                 Ok(1) => break,
@@ -64,42 +56,28 @@ pub fn start(dir: &ContainerDir, st: &State) -> Result<()> {
                 Err(e) => return Err(Error::io("read", &fifo_path, e)),
             }
         }
-        if fds[1].revents().is_some_and(|r| !r.is_empty()) {
+        if init_gone {
             return Err(Error::Other(format!(
                 "container {}: init died before it could start",
                 st.id
             )));
         }
-        if ready.contains(nix::poll::PollFlags::POLLHUP) {
+        if ready.contains(PollFlags::POLLHUP) {
             // No byte, no writer, yet the init lives: its open of the fifo is under way. The
             // kernel counts a new writer in two steps that poll reads without the pipe's lock,
             // so a reader can see a hang-up between them (1 `run` in 15,000 failed on it, when we
             // had opened first). Give the init a moment to write, or to die, and look again.
-            let mut init = [nix::poll::PollFd::new(
-                pidfd.as_fd(),
-                nix::poll::PollFlags::POLLIN,
-            )];
+            let mut init = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
             let _ = nix::poll::poll(&mut init, nix::poll::PollTimeout::from(1u8));
         }
     }
     // The init holds its end until execve: wait for the hang-up (or its death).
     loop {
-        let mut fds = [
-            nix::poll::PollFd::new(fifo.as_fd(), nix::poll::PollFlags::POLLIN),
-            nix::poll::PollFd::new(pidfd.as_fd(), nix::poll::PollFlags::POLLIN),
-        ];
-        match nix::poll::poll(&mut fds, nix::poll::PollTimeout::NONE) {
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(Error::sys("poll", fifo_path.display(), e)),
-            Ok(_) => {}
-        }
-        let r0 = fds[0].revents().unwrap_or(nix::poll::PollFlags::empty());
-        if r0.contains(nix::poll::PollFlags::POLLHUP)
-            || fds[1].revents().is_some_and(|r| !r.is_empty())
-        {
+        let (ready, init_gone) = wait(fifo.as_fd(), pidfd.as_fd(), &fifo_path)?;
+        if ready.contains(PollFlags::POLLHUP) || init_gone {
             break;
         }
-        if r0.contains(nix::poll::PollFlags::POLLIN) {
+        if ready.contains(PollFlags::POLLIN) {
             let mut b = [0u8; 16];
             if matches!(fifo.read(&mut b), Ok(0)) {
                 break;
@@ -116,4 +94,23 @@ pub fn start(dir: &ContainerDir, st: &State) -> Result<()> {
         &st.oci_json(Status::Running),
     );
     Ok(())
+}
+
+/// One wait for the fifo or the init, whichever speaks first (EINTR waits again): what the fifo
+/// reports, and whether the init's pidfd says it is gone.
+fn wait(fifo: BorrowedFd, init: BorrowedFd, path: &std::path::Path) -> Result<(PollFlags, bool)> {
+    loop {
+        let mut fds = [
+            PollFd::new(fifo, PollFlags::POLLIN),
+            PollFd::new(init, PollFlags::POLLIN),
+        ];
+        match nix::poll::poll(&mut fds, nix::poll::PollTimeout::NONE) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(Error::sys("poll", path.display(), e)),
+            Ok(_) => {
+                let fifo = fds[0].revents().unwrap_or(PollFlags::empty());
+                return Ok((fifo, fds[1].revents().is_some_and(|r| !r.is_empty())));
+            }
+        }
+    }
 }
