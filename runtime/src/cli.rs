@@ -282,29 +282,39 @@ pub struct EventsArgs {
 
 /// Whether a command line (`argv`, program name first) plainly names `create`, `run` or `exec`:
 /// its first word that is neither a global flag nor such a flag's value. Only a hint, read before
-/// clap parses anything (`selfexe::protect_early`); the parsed verb decides.
-pub fn enters_container<I: IntoIterator<Item = std::ffi::OsString>>(argv: I) -> bool {
-    use std::os::unix::ffi::OsStrExt;
+/// anything else (`selfexe::early`, before glibc's start-up; `selfexe::protect_early`, before
+/// clap); the parsed verb decides. Written for the first of them: no slice `==` (see `same`).
+pub fn enters_container<'a, I: IntoIterator<Item = &'a [u8]>>(argv: I) -> bool {
     let mut words = argv.into_iter().skip(1);
     while let Some(w) = words.next() {
-        match w.as_bytes() {
-            // The global flags that take their value as the next word.
-            b"--root" | b"--log" | b"--log-format" | b"--trace-file" | b"--rootless" => {
-                words.next();
-            }
-            f if f.starts_with(b"-") => {}
-            verb => return matches!(verb, b"create" | b"run" | b"exec"),
+        // The global flags that take their value as the next word.
+        if same(w, b"--root")
+            || same(w, b"--log")
+            || same(w, b"--log-format")
+            || same(w, b"--trace-file")
+            || same(w, b"--rootless")
+        {
+            words.next();
+        } else if w.first() != Some(&b'-') {
+            return same(w, b"create") || same(w, b"run") || same(w, b"exec");
         }
     }
     false
+}
+
+/// Byte-wise equality as a loop, and the literals above written out one by one: before glibc's
+/// start-up `==` on slices may call `memcmp` (an IFUNC glibc has not resolved yet), and a table of
+/// string references would hold pointers the start-up has not relocated yet.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
 }
 
 #[cfg(test)]
 mod tests {
     use super::enters_container;
 
-    fn words(line: &str) -> Vec<std::ffi::OsString> {
-        line.split(' ').map(Into::into).collect()
+    fn words(line: &str) -> Vec<&[u8]> {
+        line.split(' ').map(str::as_bytes).collect()
     }
 
     #[test]

@@ -52,7 +52,9 @@ pub extern "C" fn main(
 }
 
 fn verb() -> ! {
-    if carte::cli::enters_container(std::env::args_os()) {
+    use std::os::unix::ffi::OsStrExt;
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if carte::cli::enters_container(args.iter().map(|a| a.as_bytes())) {
         carte::selfexe::protect_early();
     }
     let cli = parse();

@@ -32,7 +32,7 @@ pub fn cgroups_rootless(mode: Option<&str>) -> bool {
 /// Whether we run inside a user namespace (any but the initial one, whose map is the identity
 /// over the whole id space).
 pub fn in_user_namespace() -> bool {
-    match std::fs::read_to_string("/proc/self/uid_map") {
+    match crate::kernel_text::read("/proc/self/uid_map") {
         Ok(m) => {
             let f: Vec<&str> = m.split_whitespace().collect();
             f != ["0", "0", "4294967295"]

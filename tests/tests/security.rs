@@ -263,6 +263,72 @@ fn created_init_cannot_write_the_runtime() {
     }
 }
 
+/// Every mapping of the runtime's binary in a created init comes from a read-only mount: carte
+/// maps its segments again from a read-only view of itself before glibc's start-up (x86-64,
+/// `selfexe::early`, as its debug log says; `in_place` after it elsewhere), so no page of the init
+/// reaches the writable file. runc's init maps the file through a read-only bind mount that runc
+/// has already unmounted: such a mapping cannot be reopened by path at all, which passes too.
+#[test]
+fn no_mapping_of_the_init_reaches_the_writable_runtime() {
+    use std::os::unix::fs::MetadataExt;
+    let Some((ctx, bin, _)) = ctx_with_private_runtime() else {
+        return;
+    };
+    let id = ctx.id("exe-maps");
+    let mut b = ctx.bundle();
+    b.args(&["sleep", "100"]);
+    b.write().expect("write config.json");
+    let created = ctx
+        .rt
+        .cmd(&["--debug", "create", &id, "--bundle", b.path_str()])
+        .ok();
+    let pid = ctx.rt.state(&id)["pid"].as_i64().unwrap_or(0);
+    assert!(pid > 0);
+    let file = std::fs::metadata(&bin).expect("stat private runtime");
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).expect("read maps");
+    let mut of_the_binary = 0;
+    for line in maps.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (Some(range), Some(dev), Some(ino)) = (f.first(), f.get(3), f.get(4)) else {
+            continue;
+        };
+        let hex = |s: &str| u32::from_str_radix(s, 16).unwrap_or(u32::MAX);
+        let (major, minor) = dev.split_once(':').unwrap_or(("", ""));
+        if ino.parse::<u64>().ok() != Some(file.ino())
+            || libc::makedev(hex(major), hex(minor)) != file.dev()
+        {
+            continue;
+        }
+        of_the_binary += 1;
+        let mapped = match std::fs::File::open(format!("/proc/{pid}/map_files/{range}")) {
+            Ok(f) => f,
+            // runc unmounts its read-only bind once it holds the binary open: a mapping of that
+            // file cannot be opened again through its path, for reading or writing.
+            Err(e) if !is_carte() && e.raw_os_error() == Some(libc::ENOENT) => continue,
+            Err(e) => panic!("open the file of mapping {line}: {e}"),
+        };
+        let mount = nix::sys::statvfs::fstatvfs(&mapped).expect("statvfs of a mapped file");
+        assert!(
+            mount
+                .flags()
+                .contains(nix::sys::statvfs::FsFlags::ST_RDONLY),
+            "mapping {line} of the init comes from a writable mount of the runtime"
+        );
+    }
+    if is_carte() {
+        assert!(
+            of_the_binary >= 2,
+            "carte's code and read-only data: {maps}"
+        );
+        if cfg!(target_arch = "x86_64") {
+            let way = "moved onto a read-only view of its binary before start-up";
+            assert!(created.stderr.contains(way), "{}", created.stderr);
+        }
+    }
+    ctx.rt.cmd(&["delete", "--force", &id]).ok();
+    ctx.assert_no_leaks(&id);
+}
+
 // ---------------------------------------------------------------------------------------------
 // 2. CVE-2024-21626: no runtime fd reaches the container, cwd cannot name one.
 

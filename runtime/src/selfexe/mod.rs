@@ -8,10 +8,12 @@
 //! The view is crun's: a detached bind mount of `/proc/self/exe` (`open_tree(OPEN_TREE_CLONE)`)
 //! made read-only with `mount_setattr`. It copies nothing and appears in no mount table (so
 //! nothing on the host is woken or has to clean it up); the kernel drops it when the last process
-//! running from it exits. carte first moves onto it in place (`in_place`: its mappings re-made
-//! from the view, `/proc/self/exe` pointed at it; needs CAP_SYS_RESOURCE, CAP_CHECKPOINT_RESTORE
-//! or CAP_SYS_ADMIN), which spares a second start-up, and otherwise executes it through its fd
-//! with `execveat`. Where the mount API is missing or refused, a sealed memfd copy of the binary
+//! running from it exits. carte moves onto it in place: on x86-64 its segments are mapped again
+//! from the view at the ELF entry point, before glibc's start-up has written a page (`early`),
+//! elsewhere (or when that declined) after it (`in_place`, which must copy the relocated data);
+//! then `/proc/self/exe` is pointed at the view (needs CAP_SYS_RESOURCE, CAP_CHECKPOINT_RESTORE
+//! or CAP_SYS_ADMIN). Both spare a second start-up; where they fail, carte executes the view
+//! through its fd with `execveat`. Where the mount API is missing or refused, a sealed memfd copy of the binary
 //! (runc's 2019 fix) is executed instead.
 //! Other verbs never enter a container and skip all of this.
 
@@ -24,7 +26,9 @@ use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
+mod early;
 mod in_place;
 
 /// Set in the environment of the re-executed process, so a view that turns out not to protect
@@ -40,10 +44,22 @@ pub fn protect() -> Result<()> {
         // Nothing below us (hooks, the container) should see our marker. Single-threaded here.
         std::env::remove_var(REEXECUTED);
     }
+    let early = finish_early_move();
     let exe = File::open("/proc/self/exe").ctx("open", "/proc/self/exe")?;
     if is_protected(&exe) {
-        log::debug!("carte runs from a read-only or sealed binary (CVE-2019-5736)");
+        if early.is_ok() {
+            log::debug!(
+                "carte moved onto a read-only view of its binary before start-up (CVE-2019-5736)"
+            );
+        } else if MOVED_BEFORE_PARSING.load(Ordering::Relaxed) {
+            log::debug!("carte moved onto a read-only view of its binary (CVE-2019-5736)");
+        } else {
+            log::debug!("carte runs from a read-only or sealed binary (CVE-2019-5736)");
+        }
         return Ok(());
+    }
+    if let Err(Some(e)) = early {
+        log::debug!("pointing /proc/self/exe at the view mapped before start-up: {e}");
     }
     if reexecuted {
         return Err(Error::Other(
@@ -78,7 +94,7 @@ pub fn protect() -> Result<()> {
 /// logging. On any failure it returns, and `protect`, which runs after parsing either way, tries
 /// again and reports.
 pub fn protect_early() {
-    if std::env::var_os(REEXECUTED).is_some() {
+    if std::env::var_os(REEXECUTED).is_some() || finish_early_move().is_ok() {
         return;
     }
     let protected = File::open("/proc/self/exe").map(|exe| is_protected(&exe));
@@ -86,8 +102,25 @@ pub fn protect_early() {
         return;
     }
     if let Ok(view) = readonly_view() {
-        let _ = move_or_reexec(&view);
+        if move_or_reexec(&view).is_ok() {
+            MOVED_BEFORE_PARSING.store(true, Ordering::Relaxed);
+        }
     }
+}
+
+/// Whether `protect_early` moved this process (before logging was set up, so `protect` says it).
+static MOVED_BEFORE_PARSING: AtomicBool = AtomicBool::new(false);
+
+/// Completes the move `early` made before start-up, if it made one: `/proc/self/exe` pointed at
+/// the view every mapping already comes from. Ok once done (by this call or an earlier one); the
+/// error when it failed; Err(None) when there was no early move. Its result is remembered.
+fn finish_early_move() -> std::result::Result<(), Option<nix::errno::Errno>> {
+    static DONE: std::sync::OnceLock<std::result::Result<(), Option<nix::errno::Errno>>> =
+        std::sync::OnceLock::new();
+    *DONE.get_or_init(|| {
+        let file = File::from(early::take().ok_or(None)?);
+        in_place::point_exe_at(&file).map_err(Some)
+    })
 }
 
 /// Moves this process onto `view` (`in_place`); where that is refused, or leaves `/proc/self/exe`

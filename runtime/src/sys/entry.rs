@@ -1,5 +1,7 @@
-//! carte's ELF entry point (`carte_entry`, chosen by the Makefile's `-e` link flag on x86-64): one
-//! `madvise(MADV_POPULATE_WRITE)`, then glibc's own `_start`.
+//! carte's ELF entry point (`carte_entry`, chosen by the Makefile's `-e` link flag on x86-64): the
+//! self-exec defence's re-mapping for the verbs that need it (`selfexe::early`, which must run
+//! before the relocation writes a page), one `madvise(MADV_POPULATE_WRITE)`, then glibc's own
+//! `_start`.
 //!
 //! carte is a static PIE: before `main`, glibc's start-up adds the load address to 10,800
 //! pointers in `.data.rel.ro`, `.got` and `.data` (vtables, string tables, regex-syntax's Unicode
@@ -14,7 +16,9 @@
 //! zero pages, never copied). Nothing here can fail the start: a kernel without
 //! MADV_POPULATE_WRITE (before 5.14) or a range the layout made wrong returns an error that is
 //! ignored, and the pages then fault one at a time as before. The kernel starts a process with
-//! `%rdx` holding the dynamic loader's exit handler (0 for a static binary): kept for `_start`.
+//! `%rdx` holding the dynamic loader's exit handler (0 for a static binary): kept for `_start`,
+//! which also finds argc, argv, the environment and the auxiliary vector at `%rsp`, as the kernel
+//! left them.
 
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 std::arch::global_asm!(
@@ -23,7 +27,11 @@ std::arch::global_asm!(
     ".globl carte_entry",
     ".type carte_entry, @function",
     "carte_entry:",
-    "mov %rdx, %r8",
+    // %r12 is callee-saved: it keeps %rdx through the call. The kernel aligned %rsp to 16 bytes,
+    // as a call wants it.
+    "mov %rdx, %r12",
+    "mov %rsp, %rdi",
+    "call carte_early_protect",
     "lea __init_array_start(%rip), %rdi",
     "and $-4096, %rdi",
     "lea _edata(%rip), %rsi",
@@ -31,7 +39,7 @@ std::arch::global_asm!(
     "mov ${populate_write}, %edx",
     "mov ${madvise}, %eax",
     "syscall",
-    "mov %r8, %rdx",
+    "mov %r12, %rdx",
     "jmp _start",
     ".size carte_entry, . - carte_entry",
     ".popsection",
