@@ -329,6 +329,150 @@ fn no_mapping_of_the_init_reaches_the_writable_runtime() {
     ctx.assert_no_leaks(&id);
 }
 
+/// The code carte runs before glibc's start-up (`carte_entry`, then `selfexe::early` on x86-64) may
+/// not call into glibc or read a pointer the start-up has not relocated yet. Its call graph, walked
+/// in the shipped binary from the ELF entry point (function bounds from the unwind tables), has no
+/// call into `.iplt` (glibc's IFUNCs: `memset`, `memcmp`…), no indirect call or jump but a jump
+/// table's, no read from `.got` or `.data.rel.ro`, and leads back to glibc's `_start` only from
+/// the entry. A zeroed buffer the compiler turned into `memset` once made every `run` crash; this
+/// finds such a call on any path, taken or not.
+#[test]
+fn the_code_before_glibc_start_up_calls_nothing_of_glibc() {
+    if !is_carte() || !cfg!(target_arch = "x86_64") {
+        eprintln!("skipped: carte's own entry point, on x86-64");
+        return;
+    }
+    let bin = runtime_bin();
+    let tool = |args: &[&str]| -> String {
+        let out = std::process::Command::new(args[0])
+            .args(&args[1..])
+            .arg(&bin)
+            .output()
+            .unwrap_or_else(|e| panic!("{}: {e}", args[0]));
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let hex = |s: &str| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok();
+    let header = tool(&["readelf", "-hW"]);
+    let entry = header
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("Entry point address:")
+                .and_then(|a| hex(a.trim()))
+        })
+        .expect("entry point");
+    let sections: Vec<(String, u64, u64)> = tool(&["readelf", "-SW"])
+        .lines()
+        .filter_map(|l| {
+            let l = l.split_once(']')?.1;
+            let f: Vec<&str> = l.split_whitespace().collect();
+            Some((f.first()?.to_string(), hex(f.get(2)?)?, hex(f.get(4)?)?))
+        })
+        .collect();
+    let section_of = |a: u64| {
+        sections
+            .iter()
+            .find(|(_, start, size)| *start <= a && a < start + size && *start != 0)
+            .map_or("?", |(n, _, _)| n.as_str())
+    };
+    // pc=START..END of every function with unwind information.
+    let functions: std::collections::HashMap<u64, u64> = tool(&["readelf", "--debug-dump=frames"])
+        .lines()
+        .filter_map(|l| {
+            let (a, b) = l.split_once("pc=")?.1.split_once("..")?;
+            Some((hex(a)?, hex(b.split_whitespace().next()?)?))
+        })
+        .collect();
+    let disassemble = |start: u64, end: u64| {
+        tool(&[
+            "objdump",
+            "-d",
+            "--no-show-raw-insn",
+            &format!("--start-address={start:#x}"),
+            &format!("--stop-address={end:#x}"),
+        ])
+    };
+    // The entry (assembly, no unwind entry) ends with its jump to glibc's _start.
+    let entry_code = disassemble(entry, entry + 64);
+    let start_of_glibc = entry_code
+        .lines()
+        .find_map(|l| {
+            l.split_once("\tjmp ")
+                .and_then(|(_, t)| hex(t.split_whitespace().next()?))
+        })
+        .expect("carte_entry ends with a jump to _start");
+    let mut todo: Vec<u64> = entry_code
+        .lines()
+        .filter_map(|l| {
+            l.split_once("\tcall ")
+                .and_then(|(_, t)| hex(t.split_whitespace().next()?))
+        })
+        .collect();
+    assert!(
+        !todo.is_empty(),
+        "carte_entry calls the early protection:\n{entry_code}"
+    );
+    let mut seen = std::collections::BTreeSet::new();
+    while let Some(f) = todo.pop() {
+        if !seen.insert(f) {
+            continue;
+        }
+        assert_ne!(
+            f, start_of_glibc,
+            "code before the start-up reaches glibc's _start"
+        );
+        let end = *functions.get(&f).unwrap_or_else(|| {
+            panic!(
+                "{f:#x} ({}) is no function with unwind information",
+                section_of(f)
+            )
+        });
+        for line in disassemble(f, end).lines() {
+            let Some((_, insn)) = line.split_once(":\t") else {
+                continue;
+            };
+            let (op, operands) = insn.split_once(' ').unwrap_or((insn, ""));
+            let operands = operands.trim();
+            let target = operands.split_whitespace().next().and_then(hex);
+            let here = format!("{f:#x}: {}", insn.trim());
+            // A call, or a jump (conditional too: a tail call) out of the function.
+            let leaves = op.starts_with('j') && target.is_some_and(|t| t < f || t >= end);
+            if op == "call" || leaves {
+                let t =
+                    target.unwrap_or_else(|| panic!("indirect {op} before the start-up: {here}"));
+                assert!(
+                    section_of(t).starts_with(".text"),
+                    "{here} leaves the code for {}",
+                    section_of(t)
+                );
+                todo.push(t);
+            } else if op == "jmp" && operands.starts_with('*') {
+                assert!(
+                    operands.starts_with("*%"),
+                    "indirect jump through memory: {here}"
+                );
+            }
+            if let Some((_, read)) = operands.split_once("# ") {
+                let a = hex(read.split_whitespace().next().unwrap_or("")).unwrap_or(0);
+                // A rip-relative operand before the comma is read (lea only takes its address).
+                let source = operands.split_once(',').map_or(operands, |(s, _)| s);
+                if op != "lea" && source.contains("(%rip)") {
+                    let sec = section_of(a);
+                    assert!(
+                        !matches!(sec, ".got" | ".got.plt" | ".data.rel.ro"),
+                        "{here} reads {sec} before it is relocated"
+                    );
+                }
+            }
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // 2. CVE-2024-21626: no runtime fd reaches the container, cwd cannot name one.
 
