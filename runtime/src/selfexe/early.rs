@@ -286,7 +286,7 @@ mod sys {
     /// `pread(fd, buf, len, offset)`: how many bytes it read.
     pub fn pread(fd: usize, buf: *mut u8, len: usize, offset: usize) -> Option<usize> {
         let args = [fd, buf as usize, len, offset, 0, 0];
-        // SAFETY: the callers pass a buffer of at least `len` writable bytes that outlives the call.
+        // SAFETY: callers pass a buffer of at least `len` writable bytes that outlives the call.
         ok(unsafe { syscall(libc::SYS_pread64, args) })
     }
 

@@ -13,8 +13,8 @@
 //! elsewhere (or when that declined) after it (`in_place`, which must copy the relocated data);
 //! then `/proc/self/exe` is pointed at the view (needs CAP_SYS_RESOURCE, CAP_CHECKPOINT_RESTORE
 //! or CAP_SYS_ADMIN). Both spare a second start-up; where they fail, carte executes the view
-//! through its fd with `execveat`. Where the mount API is missing or refused, a sealed memfd copy of the binary
-//! (runc's 2019 fix) is executed instead.
+//! through its fd with `execveat`. Where the mount API is missing or refused, a sealed memfd copy
+//! of the binary (runc's 2019 fix) is executed instead.
 //! Other verbs never enter a container and skip all of this.
 
 use crate::error::{Context, Error, Result};
