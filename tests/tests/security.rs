@@ -4,7 +4,7 @@
 //! masked and read-only paths, fake procfs, the devices cgroup, podman's seccomp profile against
 //! runc, and capability sets read back from /proc/self/status.
 
-use carte_tests::runtime::CallOpts;
+use carte_tests::runtime::{CallOpts, Out};
 use carte_tests::*;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -108,6 +108,21 @@ fn ctx_with_private_runtime() -> Option<(Ctx, PathBuf, Vec<u8>)> {
     let bytes = std::fs::read(&copy).expect("read private runtime");
     ctx.rt = Runtime::new(copy.clone()).expect("runtime with the private binary");
     Some((ctx, copy, bytes))
+}
+
+/// A created container running `sleep 100` (`create`, with `global` flags before the verb): its
+/// id, its init's pid and `create`'s output.
+fn created_sleeper(ctx: &Ctx, name: &str, global: &[&str]) -> (String, i64, Out) {
+    let id = ctx.id(name);
+    let mut b = ctx.bundle();
+    b.args(&["sleep", "100"]);
+    b.write().expect("write config.json");
+    let mut args = global.to_vec();
+    args.extend(["create", &id, "--bundle", b.path_str()]);
+    let created = ctx.rt.cmd(&args).ok();
+    let pid = ctx.rt.state(&id)["pid"].as_i64().unwrap_or(0);
+    assert!(pid > 0, "{created}");
+    (id, pid, created)
 }
 
 fn wait_file(p: &Path, what: &str) {
@@ -225,21 +240,17 @@ fn proc_self_exe_cannot_overwrite_the_runtime() {
 
 /// The same defence seen from the host once `create` has returned: the waiting init's
 /// `/proc/PID/exe` cannot be written (a private copy of the runtime, unchanged after the try).
-/// carte gets there without re-executing itself (`selfexe::in_place`): the marker a re-execution
-/// puts in the environment is not in the init's, and the init's command line, which the move in
-/// place hands back to the kernel with the rest of the process's layout, is still `create`'s.
+/// carte gets there without re-executing itself (`selfexe::early`, or `in_place`): the marker a
+/// re-execution puts in the environment is not in the init's, and the init's command line, which
+/// the move in place hands back to the kernel with the rest of the process's layout, is still
+/// `create`'s.
 #[test]
 fn created_init_cannot_write_the_runtime() {
     use std::io::Write;
     let Some((ctx, bin, before)) = ctx_with_private_runtime() else {
         return;
     };
-    let id = ctx.id("exe-view");
-    let mut b = ctx.bundle();
-    b.args(&["sleep", "100"]);
-    ctx.rt.create(&id, &b, &[]).ok();
-    let pid = ctx.rt.state(&id)["pid"].as_i64().unwrap_or(0);
-    assert!(pid > 0);
+    let (id, pid, _) = created_sleeper(&ctx, "exe-view", &[]);
     // O_TRUNC, as the original exploit: checked against the mount before the busy-text check.
     let written = std::fs::OpenOptions::new()
         .write(true)
@@ -274,16 +285,7 @@ fn no_mapping_of_the_init_reaches_the_writable_runtime() {
     let Some((ctx, bin, _)) = ctx_with_private_runtime() else {
         return;
     };
-    let id = ctx.id("exe-maps");
-    let mut b = ctx.bundle();
-    b.args(&["sleep", "100"]);
-    b.write().expect("write config.json");
-    let created = ctx
-        .rt
-        .cmd(&["--debug", "create", &id, "--bundle", b.path_str()])
-        .ok();
-    let pid = ctx.rt.state(&id)["pid"].as_i64().unwrap_or(0);
-    assert!(pid > 0);
+    let (id, pid, created) = created_sleeper(&ctx, "exe-maps", &["--debug"]);
     let file = std::fs::metadata(&bin).expect("stat private runtime");
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).expect("read maps");
     let mut of_the_binary = 0;

@@ -14,6 +14,10 @@
 //! turn into `memcmp`/`memcpy`/`memset` (IFUNCs): loops, the writes volatile. It can only decline:
 //! on any error it closes what it opened and returns, and `protect` does the whole move later.
 
+// Only `carte_entry` (x86-64) calls into this file; elsewhere `take` finds nothing.
+#![cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+
+use crate::sys::remap;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 
@@ -49,8 +53,11 @@ pub unsafe extern "C" fn carte_early_protect(sp: *const usize) {
     let Some(headers) = program_headers(auxv) else {
         return;
     };
+    let Some((table, bias)) = remap::load_bias(headers) else {
+        return;
+    };
     let Some(file) = open_view() else { return };
-    if holds_these_headers(file, headers) && remap_segments(headers, file) {
+    if holds_these_headers(file, headers, table.p_offset) && remap_segments(headers, bias, file) {
         VIEW.store(file as i32, Ordering::Relaxed);
     } else {
         sys::close(file);
@@ -119,12 +126,7 @@ fn program_headers(auxv: Auxv) -> Option<&'static [libc::Elf64_Phdr]> {
             _ => {}
         }
     }
-    if phdr == 0 || phdr % std::mem::align_of::<libc::Elf64_Phdr>() != 0 {
-        return None;
-    }
-    // SAFETY: AT_PHDR and AT_PHNUM describe the program header table the kernel loaded with the
-    // binary, mapped for the life of the process (and mapped again, with the same bytes, below).
-    Some(unsafe { std::slice::from_raw_parts(phdr as *const libc::Elf64_Phdr, phnum) })
+    remap::program_headers(phdr, phnum)
 }
 
 /// A readable fd of a read-only, detached bind mount of our binary (as `selfexe::readonly_view`
@@ -160,23 +162,15 @@ fn open_view() -> Option<usize> {
     Some(file)
 }
 
-/// Whether `file` holds, where PT_PHDR says, the very program headers this process was loaded
-/// with: the image in memory is this file's, and mapping its segments from it changes no byte.
-/// (`/proc/self/exe` is another file when carte was started through the dynamic loader.)
-fn holds_these_headers(file: usize, headers: &[libc::Elf64_Phdr]) -> bool {
-    let Some(table) = headers.iter().find(|h| h.p_type == libc::PT_PHDR) else {
-        return false;
-    };
+/// Whether `file` holds, at `offset` (PT_PHDR's), the very program headers this process was
+/// loaded with: the image in memory is this file's, and mapping its segments from it changes no
+/// byte. (`/proc/self/exe` is another file when carte was started through the dynamic loader.)
+fn holds_these_headers(file: usize, headers: &[libc::Elf64_Phdr], offset: u64) -> bool {
     // Not zeroed first: a 1 KB `memset` would be a call to glibc's, unresolved yet.
     let mut buf = std::mem::MaybeUninit::<[u8; 1024]>::uninit();
     let len = std::mem::size_of_val(headers);
     if len > 1024
-        || sys::pread(
-            file,
-            buf.as_mut_ptr() as *mut u8,
-            len,
-            table.p_offset as usize,
-        ) != Some(len)
+        || sys::pread(file, buf.as_mut_ptr() as *mut u8, len, offset as usize) != Some(len)
     {
         return false;
     }
@@ -188,17 +182,12 @@ fn holds_these_headers(file: usize, headers: &[libc::Elf64_Phdr]) -> bool {
     })
 }
 
-/// Maps every `PT_LOAD` segment again from `file`, where and as the kernel mapped it, and zeroes
-/// the rest of the page after the writable segment's file bytes (the kernel zeroed it for `.bss`;
-/// the file has other bytes there). False at the first failure: the segments done so far hold
-/// the same bytes as before, from the view.
-fn remap_segments(headers: &[libc::Elf64_Phdr], file: usize) -> bool {
+/// Maps every `PT_LOAD` segment again from `file`, where and as the kernel mapped it (at `bias`),
+/// and zeroes the rest of the page after the writable segment's file bytes (the kernel zeroed it
+/// for `.bss`; the file has other bytes there). False at the first failure: the segments done so
+/// far hold the same bytes as before, from the view.
+fn remap_segments(headers: &[libc::Elf64_Phdr], bias: usize, file: usize) -> bool {
     const PAGE: usize = 4096;
-    // A position-independent binary is loaded at a bias: where PT_PHDR landed minus its address.
-    let Some(self_header) = headers.iter().find(|h| h.p_type == libc::PT_PHDR) else {
-        return false;
-    };
-    let bias = (headers.as_ptr() as usize).wrapping_sub(self_header.p_vaddr as usize);
     for h in headers {
         if h.p_type != libc::PT_LOAD || h.p_filesz == 0 {
             continue;

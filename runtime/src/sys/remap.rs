@@ -27,19 +27,8 @@ pub fn writable_segments() -> Result<Vec<(usize, usize)>, Errno> {
             libc::getauxval(libc::AT_PHNUM) as usize,
         )
     };
-    if phdr == 0 || phnum == 0 || phdr % std::mem::align_of::<libc::Elf64_Phdr>() != 0 {
-        return Err(Errno::ENOEXEC);
-    }
-    // SAFETY: AT_PHDR and AT_PHNUM describe the program header table the kernel loaded with the
-    // binary; it is mapped read-only for the life of the process and never written.
-    let headers = unsafe { std::slice::from_raw_parts(phdr as *const libc::Elf64_Phdr, phnum) };
-    // A position-independent binary is loaded at a bias: where PT_PHDR landed minus where it
-    // says it is.
-    let bias = headers
-        .iter()
-        .find(|h| h.p_type == libc::PT_PHDR)
-        .map(|h| phdr.wrapping_sub(h.p_vaddr as usize))
-        .ok_or(Errno::ENOEXEC)?;
+    let headers = program_headers(phdr, phnum).ok_or(Errno::ENOEXEC)?;
+    let (_, bias) = load_bias(headers).ok_or(Errno::ENOEXEC)?;
     Ok(headers
         .iter()
         .filter(|h| h.p_type == libc::PT_LOAD && h.p_flags & libc::PF_W != 0)
@@ -48,6 +37,28 @@ pub fn writable_segments() -> Result<Vec<(usize, usize)>, Errno> {
             (start, start + h.p_memsz as usize)
         })
         .collect())
+}
+
+/// The program header table the kernel loaded with this binary, from its address and count in the
+/// auxiliary vector (AT_PHDR, AT_PHNUM); None if they cannot be one. Plain arithmetic, as
+/// `load_bias`: `selfexe::early` calls both before glibc's start-up.
+pub fn program_headers(phdr: usize, phnum: usize) -> Option<&'static [libc::Elf64_Phdr]> {
+    if phdr == 0 || phnum == 0 || phdr % std::mem::align_of::<libc::Elf64_Phdr>() != 0 {
+        return None;
+    }
+    // SAFETY: AT_PHDR and AT_PHNUM describe the program header table the kernel loaded with the
+    // binary; it stays mapped, with these bytes, for the life of the process.
+    Some(unsafe { std::slice::from_raw_parts(phdr as *const libc::Elf64_Phdr, phnum) })
+}
+
+/// The table's own entry (PT_PHDR) and the bias a position-independent binary is loaded at:
+/// where the table landed minus the address it names.
+pub fn load_bias(headers: &[libc::Elf64_Phdr]) -> Option<(&libc::Elf64_Phdr, usize)> {
+    let table = headers.iter().find(|h| h.p_type == libc::PT_PHDR)?;
+    Some((
+        table,
+        (headers.as_ptr() as usize).wrapping_sub(table.p_vaddr as usize),
+    ))
 }
 
 /// `mmap(MAP_FIXED)` of `fd` over mapping `m`, which maps the same bytes of a file with the same
