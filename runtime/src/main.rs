@@ -23,11 +23,14 @@ fn version() -> String {
     )
 }
 
-/// `Cli::parse()`, without freeing the command tree: a process that lives one verb need not walk
-/// and free hundreds of clap allocations (an eighth of `carte --version`'s instructions).
-fn parse() -> Cli {
+/// `Cli::parse()` of `args` (the command line, program name first), without freeing the command
+/// tree: a process that lives one verb need not walk and free hundreds of clap allocations (an
+/// eighth of `carte --version`'s instructions).
+fn parse(args: Vec<std::ffi::OsString>) -> Cli {
     let mut cmd = Cli::command();
-    let matches = cmd.get_matches_mut();
+    let matches = cmd
+        .try_get_matches_from_mut(args)
+        .unwrap_or_else(|e| e.exit());
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut cmd).exit());
     std::mem::forget(cmd);
     cli
@@ -53,11 +56,12 @@ pub extern "C" fn main(
 
 fn verb() -> ! {
     use std::os::unix::ffi::OsStrExt;
+    // Read once: for the hint here, then for clap.
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if carte::cli::enters_container(args.iter().map(|a| a.as_bytes())) {
         carte::selfexe::protect_early();
     }
-    let cli = parse();
+    let cli = parse(args);
     if cli.version {
         print!("{}", version());
         std::process::exit(0);
