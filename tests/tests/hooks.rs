@@ -183,6 +183,55 @@ fn failing_create_runtime_hook_fails_create_cleanly() {
     }
 }
 
+/// runtime.md: poststart hooks are "called after the user-specified process is executed". `start` waits for the
+/// exec fifo's hang-up, which the init's close-on-exec end gives only once execve is done (the kernel releases
+/// the closed file on the way back to user space). A startContainer hook that sleeps keeps the init from its
+/// exec for a while after it has told `start` to go on: a `start` that ran poststart then would let the hook
+/// see carte's own init. Each poststart hook reads the command line at once, with busybox's static shell (no
+/// dynamic loader to wait for), so a runtime that ran it inside execve would show an empty one. runc 1.1.5
+/// runs poststart inside `create`, where the process is still `runc init`: there it must still be a whole
+/// process.
+#[test]
+fn poststart_sees_the_process_after_exec() {
+    let Some(ctx) = Ctx::new() else { return };
+    let log = ctx.tempdir();
+    let mut b = ctx.bundle();
+    let script = format!(
+        r#"read -r s; p=${{s#*'"pid":'}}; p=${{p%%,*}}; cat /proc/$p/cmdline > {}/$p"#,
+        log.display()
+    );
+    b.hook(
+        "poststart",
+        json!({"path": "/bin/busybox", "args": ["sh", "-c", script]}),
+    );
+    b.hook(
+        "startContainer",
+        json!({"path": "/bin/sleep", "args": ["sleep", "0.05"]}),
+    );
+    b.args(&["sleep", "1000"]);
+    for round in 0..20 {
+        let id = ctx.id(&format!("poststartexec{round}"));
+        ctx.rt.create(&id, &b, &[]).ok();
+        let pid = ctx.rt.state(&id)["pid"].as_i64().unwrap_or(0);
+        ctx.rt.start(&id).ok();
+        let seen = std::fs::read(log.join(pid.to_string()))
+            .unwrap_or_else(|e| panic!("round {round}: no poststart record for pid {pid}: {e}"));
+        let argv: Vec<String> = seen
+            .split(|c| *c == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        assert!(
+            !argv.is_empty(),
+            "round {round}: at poststart the process had no command line (inside execve)"
+        );
+        if is_carte() {
+            assert_eq!(argv, ["sleep", "1000"], "round {round}");
+        }
+        ctx.rt.delete_force(&id).ok();
+    }
+}
+
 /// runtime.md, poststart: "If a hook fails, the runtime MUST log a warning, but the remaining hooks and
 /// lifecycle continue as if the hook had succeeded." Carte follows the spec (as crun does): `start` succeeds,
 /// the next poststart hook runs, the container keeps running. runc 1.1.5 gets this wrong: it runs poststart
